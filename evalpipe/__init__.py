@@ -1,0 +1,1 @@
+"""evalpipe: evaluation dumps in, trustworthy versioned tables out."""

@@ -1,0 +1,56 @@
+"""The one place evalpipe reads its environment.
+
+Every setting has an embedded default so that `make demo` works on a fresh clone with nothing set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_HOME = "data"
+DEFAULT_SETTLE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved configuration; paths are absolute."""
+
+    home: Path
+    dumps: Path
+    settle_seconds: float
+    snapshot_target: str
+
+    @property
+    def lake(self) -> Path:
+        return self.home / "lake"
+
+    @property
+    def warehouse(self) -> Path:
+        return self.home / "warehouse.duckdb"
+
+    @property
+    def reconstructed(self) -> Path:
+        return self.home / "reconstructed"
+
+    @property
+    def reports(self) -> Path:
+        return self.home / "reports"
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read `EVALPIPE_*` variables, falling back to the documented defaults."""
+    env = os.environ if env is None else env
+    home = Path(env.get("EVALPIPE_HOME") or DEFAULT_HOME).expanduser().resolve()
+    dumps = Path(env.get("EVALPIPE_DUMPS") or home / "dumps").expanduser().resolve()
+    raw_settle = env.get("EVALPIPE_SETTLE_SECONDS") or str(DEFAULT_SETTLE_SECONDS)
+    try:
+        settle = float(raw_settle)
+    except ValueError as exc:
+        raise ValueError(f"EVALPIPE_SETTLE_SECONDS must be a number of seconds, got {raw_settle!r}") from exc
+    if settle < 0:
+        raise ValueError(f"EVALPIPE_SETTLE_SECONDS must not be negative, got {settle}")
+    target = env.get("EVALPIPE_SNAPSHOT_TARGET") or (home / "snapshots").as_uri()
+    return Settings(home=home, dumps=dumps, settle_seconds=settle, snapshot_target=target)
