@@ -22,6 +22,8 @@ class Settings:
     dumps: Path
     settle_seconds: float
     snapshot_target: str
+    dagster_home: Path
+    suites_file: Path | None
 
     @property
     def lake(self) -> Path:
@@ -49,8 +51,19 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     try:
         settle = float(raw_settle)
     except ValueError as exc:
-        raise ValueError(f"EVALPIPE_SETTLE_SECONDS must be a number of seconds, got {raw_settle!r}") from exc
+        raise ValueError(
+            f"EVALPIPE_SETTLE_SECONDS must be a number of seconds, got {raw_settle!r}"
+        ) from exc
     if settle < 0:
         raise ValueError(f"EVALPIPE_SETTLE_SECONDS must not be negative, got {settle}")
     target = env.get("EVALPIPE_SNAPSHOT_TARGET") or (home / "snapshots").as_uri()
-    return Settings(home=home, dumps=dumps, settle_seconds=settle, snapshot_target=target)
+    dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
+    suites = env.get("EVALPIPE_SUITES_FILE")
+    return Settings(
+        home=home,
+        dumps=dumps,
+        settle_seconds=settle,
+        snapshot_target=target,
+        dagster_home=dagster_home,
+        suites_file=Path(suites).expanduser().resolve() if suites else None,
+    )

@@ -1,0 +1,41 @@
+"""Everything Dagster loads: assets, checks, jobs, sensors and resources from each area.
+
+`workspace.yaml` and `dagster dev` load `defs`; the CLI and tests call `build_definitions` with
+their own settings so that they run exactly what the UI shows.
+"""
+
+import dagster as dg
+
+from evalpipe.config import Settings, load_settings
+from evalpipe.defs.olmes.assets import raw_run_inventory, run_task_tables
+from evalpipe.defs.olmes.jobs import ingest_run_job
+from evalpipe.defs.olmes.sensors import olmes_dump_sensor
+from evalpipe.defs.resources import EvalpipeHome
+from evalpipe.defs.runner import REFRESH_JOB
+from evalpipe.defs.warehouse.assets import warehouse
+
+refresh_downstream_job = dg.define_asset_job(
+    REFRESH_JOB,
+    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("olmes_ingest"),
+    description="Rebuild everything that aggregates across runs (warehouse, leaderboards, ...).",
+)
+
+automation_sensor = dg.AutomationConditionSensorDefinition(
+    "evalpipe_automation",
+    target=dg.AssetSelection.all(),
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    minimum_interval_seconds=30,
+    description="Materializes downstream assets (warehouse, leaderboards) when their inputs change.",
+)
+
+
+def build_definitions(settings: Settings) -> dg.Definitions:
+    return dg.Definitions(
+        assets=[raw_run_inventory, run_task_tables, warehouse],
+        jobs=[ingest_run_job, refresh_downstream_job],
+        sensors=[olmes_dump_sensor, automation_sensor],
+        resources={"evalpipe": EvalpipeHome.from_settings(settings)},
+    )
+
+
+defs = build_definitions(load_settings())

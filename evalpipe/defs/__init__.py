@@ -1,0 +1,1 @@
+"""Dagster wiring, one folder per area; `evalpipe.definitions` assembles them."""

@@ -1,0 +1,47 @@
+"""Resources shared by every area: where the dumps are and where evalpipe keeps its data."""
+
+from pathlib import Path
+
+import dagster as dg
+
+from evalpipe.config import Settings
+from evalpipe.lake import Lake
+
+
+class EvalpipeHome(dg.ConfigurableResource):
+    """Paths from `evalpipe.config`; tests build one on `tmp_path`."""
+
+    home: str
+    dumps: str
+    settle_seconds: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> "EvalpipeHome":
+        return cls(
+            home=str(settings.home),
+            dumps=str(settings.dumps),
+            settle_seconds=settings.settle_seconds,
+        )
+
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    @property
+    def dumps_path(self) -> Path:
+        return Path(self.dumps)
+
+    @property
+    def lake(self) -> Lake:
+        return Lake(self.home_path / "lake")
+
+    @property
+    def warehouse_path(self) -> Path:
+        return self.home_path / "warehouse.duckdb"
+
+    @property
+    def reconstructed_path(self) -> Path:
+        return self.home_path / "reconstructed"
+
+    def run_dir(self, run_id: str) -> Path:
+        return self.dumps_path / run_id

@@ -1,0 +1,201 @@
+"""The lake: one Parquet file per (table, run) under `lake/<table>/run_id=<key>/data.parquet`.
+
+The lake is the source of truth (the DuckDB warehouse is views over it). Each partition is a
+single file, written to a temporary name in its own directory and renamed into place, so a
+re-ingest replaces exactly that run's rows and a crash leaves the previous file readable.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote, unquote
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+DATA_FILE = "data.parquet"
+PARTIAL_SUFFIX = ".partial"
+
+JSON_TEXT = pa.string()
+"""Nested payloads are JSON text that parses back to the source value, key order included."""
+
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "runs": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("dump", pa.string()),
+            ("model", pa.string()),
+            ("revision", pa.string()),
+            ("model_hash", pa.string()),
+            ("source_dir", pa.string()),
+            ("n_tasks", pa.int32()),
+            ("n_aggregates", pa.int32()),
+            ("duplicates_dropped", pa.int32()),
+            ("fingerprint", pa.string()),
+            ("ingested_at", TIMESTAMP),
+        ]
+    ),
+    "task_results": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("task_name", pa.string()),
+            ("task_hash", pa.string()),
+            ("task_idx", pa.int64()),
+            ("is_aggregate", pa.bool_()),
+            ("primary_metric", pa.string()),
+            ("primary_score", pa.float64()),
+            ("num_instances", pa.int64()),
+            ("evaluated_at", TIMESTAMP),
+            ("source", pa.string()),
+            ("source_file", pa.string()),
+            ("source_line", pa.int64()),
+            ("model_config", JSON_TEXT),
+            ("task_config", JSON_TEXT),
+            ("compute_config", JSON_TEXT),
+            ("beaker_info", JSON_TEXT),
+            ("metrics", JSON_TEXT),
+        ]
+    ),
+    "task_metrics": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("task_name", pa.string()),
+            ("metric", pa.string()),
+            ("value", pa.float64()),
+        ]
+    ),
+    "run_files": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("name", pa.string()),
+            ("task_name", pa.string()),
+            ("kind", pa.string()),
+            ("size", pa.int64()),
+            ("mtime", TIMESTAMP),
+        ]
+    ),
+}
+
+
+def partition_key(run_id: str) -> str:
+    """Directory-safe form of a run id (which contains `/`): percent-encoded, reversible."""
+    return quote(run_id, safe="")
+
+
+def run_id_from_key(key: str) -> str:
+    return unquote(key)
+
+
+@dataclass(frozen=True)
+class Lake:
+    """A lake rooted at a directory; every method names the table it touches."""
+
+    root: Path
+
+    def table_dir(self, table: str) -> Path:
+        if table not in SCHEMAS:
+            raise KeyError(f"unknown lake table {table!r}; known: {', '.join(sorted(SCHEMAS))}")
+        return self.root / table
+
+    def partition_file(self, table: str, run_id: str) -> Path:
+        return self.table_dir(table) / f"run_id={partition_key(run_id)}" / DATA_FILE
+
+    def glob(self, table: str) -> str:
+        """The Parquet glob a reader (DuckDB, Spark, ...) uses for the whole table."""
+        return str(self.table_dir(table) / "run_id=*" / DATA_FILE)
+
+    def has_data(self, table: str) -> bool:
+        return any(self.table_dir(table).glob(f"run_id=*/{DATA_FILE}"))
+
+    def run_ids(self, table: str) -> list[str]:
+        directory = self.table_dir(table)
+        if not directory.is_dir():
+            return []
+        return sorted(
+            run_id_from_key(p.parent.name.removeprefix("run_id="))
+            for p in directory.glob(f"run_id=*/{DATA_FILE}")
+        )
+
+    def read(self, table: str, run_id: str) -> pa.Table:
+        return pq.read_table(self.partition_file(table, run_id))
+
+    def writer(self, table: str, run_id: str) -> PartitionWriter:
+        return PartitionWriter(self.partition_file(table, run_id), SCHEMAS[table])
+
+    def write(self, table: str, run_id: str, rows: pa.Table | Iterable[dict]) -> int:
+        """Replace one run's partition of `table` with `rows`; returns the row count."""
+        data = (
+            rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), SCHEMAS[table])
+        )
+        with self.writer(table, run_id) as writer:
+            writer.write_table(data)
+        return data.num_rows
+
+    def delete(self, table: str, run_id: str) -> bool:
+        directory = self.partition_file(table, run_id).parent
+        if not directory.exists():
+            return False
+        shutil.rmtree(directory)
+        return True
+
+    def size_bytes(self) -> int:
+        return (
+            sum(p.stat().st_size for p in self.root.rglob(f"*/{DATA_FILE}"))
+            if self.root.exists()
+            else 0
+        )
+
+
+class PartitionWriter:
+    """Streams record batches into a temporary file; `commit` on a clean exit renames it into place.
+
+    On an exception the temporary file is removed and the previous partition is untouched.
+    """
+
+    def __init__(self, target: Path, schema: pa.Schema, row_group_size: int = 64_000) -> None:
+        self.target = target
+        self.schema = schema
+        self.row_group_size = row_group_size
+        self.rows = 0
+        self._tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        self._writer: pq.ParquetWriter | None = None
+
+    def __enter__(self) -> PartitionWriter:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        return self
+
+    def write_batch(self, batch: pa.RecordBatch) -> None:
+        assert self._writer is not None, "use PartitionWriter as a context manager"
+        self._writer.write_batch(batch, row_group_size=self.row_group_size)
+        self.rows += batch.num_rows
+
+    def write_table(self, table: pa.Table) -> None:
+        assert self._writer is not None, "use PartitionWriter as a context manager"
+        self._writer.write_table(table.cast(self.schema), row_group_size=self.row_group_size)
+        self.rows += table.num_rows
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        assert self._writer is not None
+        try:
+            self._writer.close()
+            if exc_type is None:
+                _fsync(self._tmp)
+                os.replace(self._tmp, self.target)
+        finally:
+            self._tmp.unlink(missing_ok=True)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
