@@ -204,7 +204,7 @@ TASK_MAKERS: dict[str, Callable[[str], Task]] = {
 }
 
 
-def select_tasks(tasks: int) -> list[tuple[Suite, list[Task]]]:
+def _select_tasks(tasks: int) -> list[tuple[Suite, list[Task]]]:
     """The first `tasks` members of the sample suites, in order, grouped by suite."""
     groups: list[tuple[Suite, list[Task]]] = []
     remaining = tasks
@@ -357,7 +357,7 @@ def _native_id(task: Task, doc_id: int) -> int | str | None:
 
 def _question(rng: random.Random, doc_id: int) -> str:
     if doc_id % 6 == 1:
-        return FOREIGN_QUESTIONS[doc_id % len(FOREIGN_QUESTIONS)]
+        return FOREIGN_QUESTIONS[doc_id // 6 % len(FOREIGN_QUESTIONS)]
     first, second = rng.sample(SETUPS, 2)
     return f"{first} {second} {rng.choice(QUESTIONS)}"
 
@@ -705,7 +705,7 @@ def generate_dumps(
         raise ValueError(
             f"runs, tasks and instances must be >= 1, got {runs}, {tasks}, {instances}"
         )
-    groups = select_tasks(tasks)
+    groups = _select_tasks(tasks)
     out = Path(out)
     return sorted(_write_run(out, run, groups, instances, seed) for run in _plan_runs(runs, seed))
 
@@ -716,6 +716,7 @@ def run_dir_bytes(run_dir: Path) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """CLI: generate dumps, then print the run directories and what was written."""
     parser = argparse.ArgumentParser(
         prog="python -m evalpipe.samples", description="Write deterministic sample OLMES dumps."
     )

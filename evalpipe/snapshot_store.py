@@ -356,16 +356,14 @@ def _is_not_found(exc: ClientError) -> bool:
 
 
 def default_s3_client() -> Any:
-    """A boto3 S3 client from the standard AWS_* variables (incl. AWS_ENDPOINT_URL).
+    """A boto3 S3 client from the standard AWS_* variables and files (incl. AWS_ENDPOINT_URL,
+    AWS_RETRY_MODE, AWS_MAX_ATTEMPTS).
 
     Custom endpoints get path-style addressing because most S3-compatible servers (MinIO, Ceph,
     moto) do not serve bucket subdomains.
     """
     custom_endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-    config = Config(
-        retries={"mode": "standard", "max_attempts": 5},
-        s3={"addressing_style": "path"} if custom_endpoint else None,
-    )
+    config = Config(s3={"addressing_style": "path"}) if custom_endpoint else None
     return boto3.client("s3", config=config)
 
 
