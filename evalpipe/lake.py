@@ -71,6 +71,43 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("value", pa.float64()),
         ]
     ),
+    "predictions": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("task_name", pa.string()),
+            ("doc_id", pa.int64()),
+            ("native_id", pa.string()),
+            ("label", pa.string()),
+            ("task_hash", pa.string()),
+            ("model_hash", pa.string()),
+            ("metrics", JSON_TEXT),
+            ("model_output", JSON_TEXT),
+        ]
+    ),
+    "requests": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("task_name", pa.string()),
+            ("doc_id", pa.int64()),
+            ("native_id", pa.string()),
+            ("label", pa.string()),
+            ("request_type", pa.string()),
+            ("idx", pa.int64()),
+            ("doc", JSON_TEXT),
+            ("request", JSON_TEXT),
+        ]
+    ),
+    "recorded_inputs": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("task_name", pa.string()),
+            ("doc_id", pa.int64()),
+            ("native_id", pa.string()),
+            ("label", pa.string()),
+            ("doc", JSON_TEXT),
+            ("requests", JSON_TEXT),
+        ]
+    ),
     "run_files": pa.schema(
         [
             ("run_id", pa.string()),
