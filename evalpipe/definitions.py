@@ -7,7 +7,11 @@ their own settings so that they run exactly what the UI shows.
 import dagster as dg
 
 from evalpipe.config import Settings, load_settings
-from evalpipe.defs.olmes.assets import raw_run_inventory, run_task_tables
+from evalpipe.defs.olmes.assets import (
+    raw_run_inventory,
+    reconstructed_artifacts,
+    run_task_tables,
+)
 from evalpipe.defs.olmes.jobs import ingest_run_job
 from evalpipe.defs.olmes.sensors import olmes_dump_sensor
 from evalpipe.defs.resources import EvalpipeHome
@@ -31,7 +35,7 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[raw_run_inventory, run_task_tables, warehouse],
+        assets=[raw_run_inventory, run_task_tables, reconstructed_artifacts, warehouse],
         jobs=[ingest_run_job, refresh_downstream_job],
         sensors=[olmes_dump_sensor, automation_sensor],
         resources={"evalpipe": EvalpipeHome.from_settings(settings)},

@@ -62,7 +62,10 @@ def test_forced_reingest_gives_identical_tables(env: Settings, capsys) -> None:
     tables = [sql_json(capsys, query), sql_json(capsys, "SELECT * FROM task_results ORDER BY ALL")]
     assert main(["ingest", "--force"]) == 0
     assert "4 ingested" in capsys.readouterr().out
-    assert [sql_json(capsys, query), sql_json(capsys, "SELECT * FROM task_results ORDER BY ALL")] == tables
+    assert [
+        sql_json(capsys, query),
+        sql_json(capsys, "SELECT * FROM task_results ORDER BY ALL"),
+    ] == tables
 
 
 def test_a_malformed_run_fails_alone_and_is_named(env: Settings, capsys) -> None:

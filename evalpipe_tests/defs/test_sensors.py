@@ -23,8 +23,12 @@ def instance():
         yield instance
 
 
-def evaluate(instance: dg.DagsterInstance, settings: Settings, settle: float = 0.0) -> dg.SensorResult:
-    resource = EvalpipeHome(home=str(settings.home), dumps=str(settings.dumps), settle_seconds=settle)
+def evaluate(
+    instance: dg.DagsterInstance, settings: Settings, settle: float = 0.0
+) -> dg.SensorResult:
+    resource = EvalpipeHome(
+        home=str(settings.home), dumps=str(settings.dumps), settle_seconds=settle
+    )
     context = dg.build_sensor_context(instance=instance, resources={"evalpipe": resource})
     return olmes_dump_sensor(context)
 
@@ -60,7 +64,9 @@ def test_run_directories_still_being_written_wait_for_the_settle_time(instance, 
     assert json.loads(result.cursor)["settling"] == 1
 
 
-def test_unchanged_directories_are_not_requested_again_and_changed_ones_are(instance, settings) -> None:
+def test_unchanged_directories_are_not_requested_again_and_changed_ones_are(
+    instance, settings
+) -> None:
     report = ingest(build_definitions(settings), settings, instance, progress=lambda _: None)
     assert len(report.outcomes) == 4 and not report.failed
     assert evaluate(instance, settings).run_requests == []
@@ -83,8 +89,12 @@ def test_cursor_does_not_grow_with_the_number_of_run_directories(instance, tmp_p
         run_dir.mkdir(parents=True)
         (run_dir / "metrics-all.jsonl").write_text(line + "\n")
     settings = Settings(
-        home=tmp_path / "home", dumps=root, settle_seconds=0, snapshot_target="",
-        dagster_home=tmp_path / "dh", suites_file=None,
+        home=tmp_path / "home",
+        dumps=root,
+        settle_seconds=0,
+        snapshot_target="",
+        dagster_home=tmp_path / "dh",
+        suites_file=None,
     )
     result = evaluate(instance, settings)
     assert len(result.run_requests) == 400

@@ -11,7 +11,8 @@ from evalpipe.defs.metadata import markdown_preview, table_metadata
 from evalpipe.defs.olmes.jobs import INGEST_GROUP
 from evalpipe.defs.partitions import olmes_runs
 from evalpipe.defs.resources import EvalpipeHome
-from evalpipe.formats.olmes import scan_run
+from evalpipe.formats.olmes import read_run, scan_run
+from evalpipe.reconstruct import reconstruct_run
 from evalpipe.run_tables import build_run_tables, run_files_table
 
 GROUP = INGEST_GROUP
@@ -107,4 +108,35 @@ def run_task_tables(context: dg.AssetExecutionContext, evalpipe: EvalpipeHome):
     yield dg.MaterializeResult(
         asset_key="task_metrics",
         metadata=table_metadata(tables.task_metrics, lake.partition_file("task_metrics", run_id)),
+    )
+
+
+@dg.asset(
+    partitions_def=olmes_runs,
+    group_name=GROUP,
+    deps=["raw_run_inventory"],
+    kinds={"json"},
+    description="Per-task -metrics.json / -config.json rebuilt from metrics-all.jsonl where the "
+    "dump lacks them (reconstructed/<run_id>/); where it has them, every difference is reported.",
+)
+def reconstructed_artifacts(
+    context: dg.AssetExecutionContext, evalpipe: EvalpipeHome
+) -> dg.MaterializeResult:
+    run_id = context.partition_key
+    target = evalpipe.reconstructed_path / run_id
+    report = reconstruct_run(read_run(evalpipe.run_dir(run_id)), target)
+    for mismatch in report.mismatches:
+        context.log.warning(f"{mismatch.path}: differs from metrics-all.jsonl ({mismatch.detail})")
+    mismatches = pd.DataFrame(
+        [(m.task_name, m.kind, m.path.name, m.detail) for m in report.mismatches],
+        columns=["task_name", "kind", "file", "detail"],
+    )
+    return dg.MaterializeResult(
+        metadata={
+            "path": dg.MetadataValue.path(str(target)),
+            "files_written": len(report.written),
+            "files_compared": report.compared,
+            "mismatches": len(report.mismatches),
+            "mismatch_details": markdown_preview(mismatches),
+        }
     )

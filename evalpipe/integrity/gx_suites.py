@@ -1,0 +1,490 @@
+"""Great Expectations (GX 1.x) suites, built in code, for one run's partitions.
+
+Each table gets one suite: required columns and their types, non-null keys, unique keys, and
+the value ranges the table promises. The suites run in an ephemeral GX context (no files), and
+each expectation carries a `description` naming the property it tests, so a failed check says
+which properties broke and shows the first offending rows.
+
+GX takes seconds to import, so it is imported on first use and one context (plus the suites)
+is kept per process; importing this module stays cheap.
+
+Three choices made to get correct answers from GX on pandas 3:
+- Frames are validated with a fresh RangeIndex (GX misaligns values on any other index), and
+  offending rows are looked up by position.
+- Types use `ExpectColumnValuesToBeOfType` with the dtype's scalar type (`str`, `int`, `float`,
+  `bool`, `Timestamp`): GX compares it with `dtype.type`, which recognises pandas' `str`,
+  `Int64` and `datetime64[us, UTC]` dtypes, and checks `object` columns value by value. A
+  nullable integer column must therefore be an integer dtype (`Int64`), not pyarrow's default
+  float64: read partitions with `frame_from_arrow`.
+- Whether a score must lie in [0, 1] depends on its metric (`is_bounded_metric`). That rule is
+  Python, written into a helper column that the range expectation selects with `row_condition`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+import pyarrow as pa
+
+from evalpipe.integrity.outcome import CheckOutcome, markdown_rows
+from evalpipe.suites import BUILTIN_SUITES, Suite
+
+if TYPE_CHECKING:
+    from great_expectations import ExpectationSuite
+    from great_expectations.core import ExpectationValidationResult
+    from great_expectations.core.batch_definition import BatchDefinition
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+
+CHECK_TASK_RESULTS = "task_results_schema_and_ranges"
+CHECK_PREDICTIONS = "predictions_schema_and_keys"
+CHECK_REQUESTS = "requests_schema_and_keys"
+
+STR, INT, FLOAT, BOOL, TIMESTAMP = "str", "int", "float", "bool", "Timestamp"
+
+BOUNDED_FLAG = "_score_is_bounded"
+"""Helper column: True on the rows whose `primary_score` must lie in [0, 1]."""
+
+ROWS_PER_FAILURE = 5
+OFFENDING_ROWS_SHOWN = 10
+
+UNBOUNDED_METRIC = re.compile(r"bits_per_byte|bpb|perplexity|ppl|logit|loss|nll|^sum_")
+BOUNDED_METRIC = re.compile(
+    r"^(acc|accuracy|exact_match|em|f1|pass_at|recall|precision|macro|micro|mc_or_rc)(_\w*)?$"
+)
+
+
+def is_bounded_metric(metric: object) -> bool:
+    """Whether scores of this metric must lie in [0, 1].
+
+    Bounded: accuracy-like names (`acc*`, `accuracy`, `exact_match*`, `em`, `f1*`, `pass_at*`,
+    `recall*`, `precision*`) and the aggregate averagings `macro`, `micro`, `mc_or_rc`.
+    Unbounded names win over bounded ones (`acc_bpb` is unbounded): anything mentioning
+    bits-per-byte/bpb, perplexity/ppl, logits, loss or nll, or starting `sum_`. Unknown names
+    are not range-checked (the check lists them), since a false ERROR would block ingestion.
+    """
+    if not isinstance(metric, str):
+        return False
+    name = metric.lower()
+    return not UNBOUNDED_METRIC.search(name) and BOUNDED_METRIC.match(name) is not None
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What every partition of one table must look like."""
+
+    table: str
+    check: str
+    columns: Mapping[str, str]
+    """Required column → scalar type name as `ExpectColumnValuesToBeOfType` reads it."""
+    keys: tuple[str, ...]
+    """Non-null and unique together."""
+    identity: tuple[str, ...]
+    """Columns that tell a person which row offends."""
+    not_null: tuple[str, ...] = ()
+    """Non-null besides the keys."""
+
+
+TASK_RESULTS = TableSpec(
+    table="task_results",
+    check=CHECK_TASK_RESULTS,
+    columns={
+        "run_id": STR,
+        "task_name": STR,
+        "task_hash": STR,
+        "task_idx": INT,
+        "is_aggregate": BOOL,
+        "primary_metric": STR,
+        "primary_score": FLOAT,
+        "num_instances": INT,
+        "evaluated_at": TIMESTAMP,
+        "source": STR,
+        "source_file": STR,
+        "source_line": INT,
+        "model_config": STR,
+        "task_config": STR,
+        "compute_config": STR,
+        "beaker_info": STR,
+        "metrics": STR,
+    },
+    keys=("run_id", "task_name"),
+    identity=("task_name", "source_file", "source_line"),
+    not_null=("is_aggregate", "source"),
+)
+PREDICTIONS = TableSpec(
+    table="predictions",
+    check=CHECK_PREDICTIONS,
+    columns={
+        "run_id": STR,
+        "task_name": STR,
+        "doc_id": INT,
+        "native_id": STR,
+        "label": STR,
+        "task_hash": STR,
+        "model_hash": STR,
+        "metrics": STR,
+        "model_output": STR,
+    },
+    keys=("run_id", "task_name", "doc_id"),
+    identity=("task_name", "doc_id"),
+)
+REQUESTS = TableSpec(
+    table="requests",
+    check=CHECK_REQUESTS,
+    columns={
+        "run_id": STR,
+        "task_name": STR,
+        "doc_id": INT,
+        "native_id": STR,
+        "label": STR,
+        "request_type": STR,
+        "idx": INT,
+        "doc": STR,
+        "request": STR,
+    },
+    keys=("run_id", "task_name", "doc_id", "idx"),
+    identity=("task_name", "doc_id", "idx"),
+)
+SPECS = (TASK_RESULTS, PREDICTIONS, REQUESTS)
+SOURCES = ("metrics-all", "artifacts")
+REQUIRED_COLUMNS = "required columns present"
+
+
+def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
+    """A partition as the checks expect it: 64-bit integers stay integers when they hold nulls."""
+    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+
+
+def validate_task_results(
+    frame: pd.DataFrame,
+    now: datetime | None = None,
+    *,
+    suites: Mapping[str, Suite] | None = None,
+    source_file: str | None = None,
+) -> CheckOutcome:
+    """One run's `task_results` against its suite; `now` bounds `evaluated_at` (default: now).
+
+    `suites` decides whether an aggregate's score is bounded: it is when all its members present
+    in the frame have bounded metrics (by its averaging name when no member is present).
+    """
+    data = _project(frame, TASK_RESULTS)
+    data[BOUNDED_FLAG] = _bounded_rows(data, BUILTIN_SUITES if suites is None else suites)
+    unchecked = _unchecked_metrics(data)
+    return _validate(
+        TASK_RESULTS,
+        data,
+        parameters={"now": _utc(now)},
+        source_file=source_file,
+        extra={
+            "bounded_rows": int(data[BOUNDED_FLAG].sum()),
+            "unchecked_metrics": ", ".join(unchecked),
+        },
+    )
+
+
+def validate_predictions(frame: pd.DataFrame, *, source_file: str | None = None) -> CheckOutcome:
+    """One run's `predictions` against its suite: columns, types, one row per document."""
+    return _validate(PREDICTIONS, _project(frame, PREDICTIONS), source_file=source_file)
+
+
+def validate_requests(frame: pd.DataFrame, *, source_file: str | None = None) -> CheckOutcome:
+    """One run's `requests` against its suite: columns, types, one row per request index."""
+    return _validate(REQUESTS, _project(frame, REQUESTS), source_file=source_file)
+
+
+def _project(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
+    """The spec's columns only (cheap under copy-on-write), on a fresh RangeIndex for GX."""
+    return frame[[c for c in frame.columns if c in spec.columns]].reset_index(drop=True)
+
+
+def _utc(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(timezone.utc)
+    return now.replace(tzinfo=timezone.utc) if now.tzinfo is None else now
+
+
+def _is_true(value: object) -> bool:
+    return value is True or (isinstance(value, (bool, int)) and value == 1 and bool(value))
+
+
+def _bounded_rows(data: pd.DataFrame, suites: Mapping[str, Suite]) -> list[bool]:
+    needed = ("task_name", "primary_metric", "is_aggregate")
+    if any(c not in data.columns for c in needed):
+        return [False] * len(data)
+    rows = list(zip(data["task_name"], data["primary_metric"], data["is_aggregate"].map(_is_true)))
+    member_metric = {name: metric for name, metric, agg in rows if not agg}
+    return [
+        _aggregate_bounded(suites.get(name), metric, member_metric)
+        if agg
+        else is_bounded_metric(metric)
+        for name, metric, agg in rows
+    ]
+
+
+def _aggregate_bounded(
+    suite: Suite | None, averaging: object, member_metric: Mapping[str, object]
+) -> bool:
+    """An aggregate averages its members' scores: bounded iff theirs are."""
+    present = [member_metric[m] for m in suite.members if m in member_metric] if suite else []
+    if present:
+        return all(is_bounded_metric(m) for m in present)
+    return is_bounded_metric(averaging)
+
+
+def _unchecked_metrics(data: pd.DataFrame) -> list[str]:
+    """Metric names whose scores the range expectation skips, so a person can see the gap."""
+    if "primary_metric" not in data.columns:
+        return []
+    metrics = data.loc[~data[BOUNDED_FLAG], "primary_metric"].dropna()
+    return sorted({m for m in metrics if isinstance(m, str)})
+
+
+@cache
+def _batch_definitions() -> dict[str, BatchDefinition]:
+    """One ephemeral context per process, with a whole-dataframe batch per table."""
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    source = context.data_sources.add_pandas("evalpipe")
+    return {
+        spec.table: source.add_dataframe_asset(spec.table).add_batch_definition_whole_dataframe(
+            "whole_partition"
+        )
+        for spec in SPECS
+    }
+
+
+@cache
+def suite_for(table: str) -> ExpectationSuite:
+    """The suite of one table (built once per process); its expectations describe themselves."""
+    import great_expectations as gx
+    import great_expectations.expectations as gxe
+    from great_expectations.expectations.row_conditions import Column
+
+    spec = next(s for s in SPECS if s.table == table)
+    suite = gx.ExpectationSuite(name=f"evalpipe_{table}")
+
+    def add(expectation: Any, *columns: str) -> None:
+        expectation.meta = {"columns": list(columns)}
+        suite.add_expectation(expectation)
+
+    add(
+        gxe.ExpectTableColumnsToMatchSet(
+            column_set=list(spec.columns), exact_match=False, description=REQUIRED_COLUMNS
+        )
+    )
+    for column, type_ in spec.columns.items():
+        add(
+            gxe.ExpectColumnValuesToBeOfType(
+                column=column, type_=type_, description=f"{column} is {type_}"
+            ),
+            column,
+        )
+    for column in spec.keys + spec.not_null:
+        add(
+            gxe.ExpectColumnValuesToNotBeNull(column=column, description=f"{column} not null"),
+            column,
+        )
+    add(
+        gxe.ExpectCompoundColumnsToBeUnique(
+            column_list=list(spec.keys), description=f"({', '.join(spec.keys)}) unique"
+        ),
+        *spec.keys,
+    )
+    if spec is TASK_RESULTS:
+        _add_task_result_ranges(add, gxe, Column)
+    return suite
+
+
+def _add_task_result_ranges(add: Any, gxe: Any, column: Any) -> None:
+    add(
+        gxe.ExpectColumnValuesToBeInSet(
+            column="source", value_set=list(SOURCES), description="source is a known source"
+        ),
+        "source",
+    )
+    add(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="primary_score",
+            min_value=0,
+            max_value=1,
+            row_condition=column(BOUNDED_FLAG) == True,  # noqa: E712 (builds a GX condition)
+            description="primary_score within [0, 1] for bounded metrics",
+        ),
+        "primary_score",
+        "primary_metric",
+    )
+    add(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="num_instances", min_value=1, description="num_instances positive"
+        ),
+        "num_instances",
+    )
+    add(
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="evaluated_at",
+            row_condition=column("source") == "metrics-all",
+            description="evaluated_at parsed on metrics-all rows",
+        ),
+        "evaluated_at",
+        "source",
+    )
+    add(
+        gxe.ExpectColumnValuesToBeBetween(
+            column="evaluated_at",
+            max_value={"$PARAMETER": "now"},
+            description="evaluated_at not in the future",
+        ),
+        "evaluated_at",
+    )
+
+
+@dataclass(frozen=True)
+class _Failure:
+    """A failed expectation as a person reads it."""
+
+    label: str
+    detail: str
+    columns: list[str]
+    positions: list[int] = field(default_factory=list)
+    count: int = 0
+
+    @property
+    def summary(self) -> str:
+        return f"{self.label} ({self.detail})"
+
+
+def _validate(
+    spec: TableSpec,
+    data: pd.DataFrame,
+    *,
+    parameters: dict[str, Any] | None = None,
+    source_file: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+) -> CheckOutcome:
+    suite = suite_for(spec.table)
+    batch = _batch_definitions()[spec.table].get_batch(batch_parameters={"dataframe": data})
+    result = batch.validate(
+        suite,
+        result_format={"result_format": "SUMMARY", "partial_unexpected_count": ROWS_PER_FAILURE},
+        expectation_parameters=parameters,
+    )
+    by_id = {r.expectation_config.id: r for r in result.results}
+    failures = _failures(spec, data, [by_id[e.id] for e in suite.expectations])
+    offending = _offending_rows(spec, data, failures)
+    total = len(suite.expectations)
+    if failures:
+        description = (
+            f"{len(failures)} of {total} expectations failed on {spec.table}: "
+            + "; ".join(f.summary for f in failures)
+        )
+    else:
+        description = f"all {total} expectations met on {len(data)} {spec.table} rows"
+    metadata: dict[str, Any] = {
+        "table": spec.table,
+        "rows_checked": len(data),
+        "expectations": total,
+        "failures": len(failures),
+        "failed_expectations": "; ".join(f.summary for f in failures),
+        "unexpected_values": sum(f.count for f in failures),
+        "offending_rows": markdown_rows(offending, limit=OFFENDING_ROWS_SHOWN),
+        **(extra or {}),
+    }
+    files = source_file or _source_files(data, offending)
+    if files:
+        metadata["source_file"] = files
+    return CheckOutcome(spec.check, not failures, "ERROR", description, metadata)
+
+
+def _failures(
+    spec: TableSpec, data: pd.DataFrame, results: Sequence[ExpectationValidationResult]
+) -> list[_Failure]:
+    """Failed expectations, minus those a missing or mistyped column already explains."""
+    missing = [c for c in spec.columns if c not in data.columns]
+    mistyped = {
+        r.expectation_config.kwargs["column"]
+        for r in results
+        if not r.success and r.expectation_config.type == "expect_column_values_to_be_of_type"
+    }
+    failures = []
+    for r in results:
+        config = r.expectation_config
+        columns = list(config.meta["columns"])
+        if r.success:
+            continue
+        if config.description == REQUIRED_COLUMNS:
+            failures.append(_Failure(REQUIRED_COLUMNS, f"missing: {', '.join(missing)}", []))
+            continue
+        if set(columns) & set(missing):
+            continue
+        error = _exception_message(r)
+        if error is not None:
+            if not set(columns) & mistyped:
+                failures.append(_Failure(config.description, f"not evaluated: {error}", columns))
+            continue
+        failures.append(_map_failure(config.description, columns, r.result, data))
+    return failures
+
+
+def _map_failure(
+    label: str, columns: list[str], result: Mapping[str, Any], data: pd.DataFrame
+) -> _Failure:
+    if "unexpected_count" in result:
+        count = int(result["unexpected_count"])
+        positions = [int(i) for i in result.get("partial_unexpected_index_list") or []]
+        return _Failure(label, _rows(count), columns, positions[:ROWS_PER_FAILURE], count)
+    # A dtype-level type failure: every non-null value of the column has the wrong type.
+    values = data[columns[0]]
+    positions = [int(i) for i in values.index[values.notna()]]
+    observed = result.get("observed_value", values.dtype)
+    return _Failure(
+        label,
+        f"dtype {observed}, {_rows(len(positions))}",
+        columns,
+        positions[:ROWS_PER_FAILURE],
+        len(positions),
+    )
+
+
+def _rows(count: int) -> str:
+    return f"{count} row" if count == 1 else f"{count} rows"
+
+
+def _exception_message(result: ExpectationValidationResult) -> str | None:
+    """GX reports errors either flat or keyed by metric; find the first raised one."""
+    info = result.exception_info or {}
+    entries = [info] if "raised_exception" in info else list(info.values())
+    for entry in entries:
+        if isinstance(entry, Mapping) and entry.get("raised_exception"):
+            return str(entry.get("exception_message") or "unknown error")
+    return None
+
+
+def _offending_rows(spec: TableSpec, data: pd.DataFrame, failures: list[_Failure]) -> pd.DataFrame:
+    identity = [c for c in spec.identity if c in data.columns]
+    records = []
+    for failure in failures:
+        for position in failure.positions:
+            row = data.iloc[position]
+            record: dict[str, Any] = {"expectation": failure.label, "row": position}
+            record.update({c: row[c] for c in identity})
+            record["values"] = ", ".join(f"{c}={row[c]!r}" for c in failure.columns)
+            records.append(record)
+    return pd.DataFrame(records)
+
+
+def _source_files(data: pd.DataFrame, offending: pd.DataFrame) -> str:
+    """The files the offending rows came from, when the table records them."""
+    if offending.empty or "source_file" not in data.columns:
+        return ""
+    files = data.loc[offending["row"].unique(), "source_file"].dropna().unique()
+    return ", ".join(sorted(str(f) for f in files))
