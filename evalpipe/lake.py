@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import quote, unquote
 
 import pyarrow as pa
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 DATA_FILE = "data.parquet"
@@ -182,11 +183,35 @@ class Lake:
         shutil.rmtree(directory)
         return True
 
+    def read_all(self, table: str, columns: list[str] | None = None) -> pa.Table:
+        """Every run's partition of `table` (an empty table with the schema when there is none)."""
+        files = sorted(self.table_dir(table).glob(f"run_id=*/{DATA_FILE}"))
+        schema = SCHEMAS[table]
+        if not files:
+            empty = pa.Table.from_pylist([], schema)
+            return empty.select(columns) if columns else empty
+        return ds.dataset([str(f) for f in files], schema=schema, format="parquet").to_table(
+            columns=columns
+        )
+
+    def derived_file(self, table: str) -> Path:
+        """Unpartitioned tables computed across runs (leaderboards) live beside the run tables."""
+        return self.root / "derived" / f"{table}.parquet"
+
+    def write_derived(self, table: str, data: pa.Table) -> int:
+        with PartitionWriter(self.derived_file(table), data.schema) as writer:
+            writer.write_table(data)
+        return data.num_rows
+
+    def read_derived(self, table: str) -> pa.Table:
+        return pq.read_table(self.derived_file(table))
+
+    def derived_tables(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "derived").glob("*.parquet"))
+
     def size_bytes(self) -> int:
         return (
-            sum(p.stat().st_size for p in self.root.rglob(f"*/{DATA_FILE}"))
-            if self.root.exists()
-            else 0
+            sum(p.stat().st_size for p in self.root.rglob("*.parquet")) if self.root.exists() else 0
         )
 
 

@@ -38,7 +38,7 @@ class WarehouseBuild:
 
 def build_warehouse(lake: Lake, path: Path, tables: Sequence[str] | None = None) -> WarehouseBuild:
     """Write a fresh warehouse with one view per lake table (an empty typed table where the lake
-    has no file yet) and return the row count behind each."""
+    has no file yet) and per derived table, and return the row count behind each."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
     counts: dict[str, int] = {}
@@ -46,6 +46,12 @@ def build_warehouse(lake: Lake, path: Path, tables: Sequence[str] | None = None)
         with duckdb.connect(str(tmp)) as con:
             for table in tables or SCHEMAS:
                 counts[table] = _create_view(con, lake, table)
+            for table in lake.derived_tables():
+                source = f"read_parquet({sql_literal(str(lake.derived_file(table)))})"
+                con.execute(f"CREATE VIEW {sql_identifier(table)} AS SELECT * FROM {source}")
+                counts[table] = con.execute(
+                    f"SELECT count(*) FROM {sql_identifier(table)}"
+                ).fetchone()[0]
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
