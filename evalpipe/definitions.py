@@ -8,10 +8,13 @@ import dagster as dg
 
 from evalpipe.config import Settings, load_settings
 from evalpipe.defs.olmes.assets import (
+    instance_tables,
     raw_run_inventory,
     reconstructed_artifacts,
     run_task_tables,
 )
+from evalpipe.defs.integrity.checks import run_integrity_checks
+from evalpipe.defs.leaderboards.assets import leaderboards
 from evalpipe.defs.olmes.jobs import ingest_run_job
 from evalpipe.defs.olmes.sensors import olmes_dump_sensor
 from evalpipe.defs.resources import EvalpipeHome
@@ -35,7 +38,15 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     return dg.Definitions(
-        assets=[raw_run_inventory, run_task_tables, reconstructed_artifacts, warehouse],
+        assets=[
+            raw_run_inventory,
+            run_task_tables,
+            instance_tables,
+            reconstructed_artifacts,
+            leaderboards,
+            warehouse,
+        ],
+        asset_checks=[run_integrity_checks],
         jobs=[ingest_run_job, refresh_downstream_job],
         sensors=[olmes_dump_sensor, automation_sensor],
         resources={"evalpipe": EvalpipeHome.from_settings(settings)},

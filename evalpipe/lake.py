@@ -11,6 +11,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -109,6 +110,35 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("requests", JSON_TEXT),
         ]
     ),
+    "task_choices": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("task_name", pa.string()),
+            ("n_choices", pa.int32()),
+            ("generative", pa.bool_()),
+        ]
+    ),
+    "run_checks": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("asset", pa.string()),
+            ("check", pa.string()),
+            ("passed", pa.bool_()),
+            ("severity", pa.string()),
+            ("blocking", pa.bool_()),
+            ("description", pa.string()),
+            ("metadata", JSON_TEXT),
+            ("checked_at", TIMESTAMP),
+        ]
+    ),
+    "run_status": pa.schema(
+        [
+            ("run_id", pa.string()),
+            ("status", pa.string()),
+            ("status_reason", pa.string()),
+            ("checked_at", TIMESTAMP),
+        ]
+    ),
     "run_files": pa.schema(
         [
             ("run_id", pa.string()),
@@ -166,6 +196,19 @@ class Lake:
 
     def writer(self, table: str, run_id: str) -> PartitionWriter:
         return PartitionWriter(self.partition_file(table, run_id), SCHEMAS[table])
+
+    def stage(
+        self, run_id: str, tables: Iterable[str], row_group_size: int = 64_000
+    ) -> StagedPartitions:
+        """Writers for one run's partitions of `tables` that `commit()` replaces together."""
+        return StagedPartitions(
+            {
+                table: PartitionWriter(
+                    self.partition_file(table, run_id), SCHEMAS[table], row_group_size
+                )
+                for table in tables
+            }
+        )
 
     def write(self, table: str, run_id: str, rows: pa.Table | Iterable[dict]) -> int:
         """Replace one run's partition of `table` with `rows`; returns the row count."""
@@ -230,6 +273,9 @@ class PartitionWriter:
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> PartitionWriter:
+        return self.open()
+
+    def open(self) -> PartitionWriter:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
         return self
@@ -245,14 +291,62 @@ class PartitionWriter:
         self.rows += table.num_rows
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        assert self._writer is not None
         try:
-            self._writer.close()
             if exc_type is None:
-                _fsync(self._tmp)
-                os.replace(self._tmp, self.target)
+                self.finish()
+                self.publish()
         finally:
-            self._tmp.unlink(missing_ok=True)
+            self.discard()
+
+    def finish(self) -> None:
+        """Close and fsync the temporary file: complete on disk, not yet in place."""
+        assert self._writer is not None, "use PartitionWriter as a context manager"
+        self._writer.close()
+        _fsync(self._tmp)
+
+    def publish(self) -> None:
+        """Rename the finished temporary file over the partition (the one atomic step)."""
+        os.replace(self._tmp, self.target)
+
+    def discard(self) -> None:
+        """Drop whatever was not published; safe to call after `publish`."""
+        if self._writer is not None:
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+
+class StagedPartitions:
+    """One run's partitions of several tables, written side by side and replaced together.
+
+    `commit()` first finishes every temporary file, then renames them all, so a failure while
+    writing (bad input, a full disk) replaces none of them. Leaving the `with` block without
+    `commit()` discards everything. The renames are not one atomic step: a crash between them
+    (microseconds) can leave some tables new and some old, which a re-ingest repairs.
+    """
+
+    def __init__(self, writers: dict[str, PartitionWriter]) -> None:
+        self.writers = writers
+        self._stack = ExitStack()
+
+    def __enter__(self) -> StagedPartitions:
+        with ExitStack() as opening:
+            for writer in self.writers.values():
+                opening.callback(writer.discard)
+                writer.open()
+            self._stack = opening.pop_all()
+        return self
+
+    def writer(self, table: str) -> PartitionWriter:
+        return self.writers[table]
+
+    def commit(self) -> None:
+        for writer in self.writers.values():
+            writer.finish()
+        for writer in self.writers.values():
+            writer.publish()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self._stack.close()
 
 
 def _fsync(path: Path) -> None:

@@ -181,3 +181,37 @@ def _cell(value: object) -> str:
     if isinstance(value, (float, np.floating)):
         return f"{value:.4f}"
     return str(value).replace("|", r"\|").replace("\n", " ")
+
+
+@dataclass(frozen=True, eq=False)
+class Leaderboards:
+    """The three boards built together from one read of the lake, plus what was left out."""
+
+    tasks: LeaderboardResult
+    benchmarks: LeaderboardResult
+    overall: pd.DataFrame
+    runs_counted: int
+    runs_excluded: pd.DataFrame
+
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {
+            "leaderboard_tasks": self.tasks.table,
+            "leaderboard_benchmarks": self.benchmarks.table,
+            "leaderboard_overall": self.overall,
+        }
+
+
+def build_leaderboards(
+    runs: pd.DataFrame, task_results: pd.DataFrame, task_choices: pd.DataFrame
+) -> Leaderboards:
+    """All three boards; `runs` carries `status`, and only 'ok' runs are counted."""
+    tasks = leaderboard_tasks(runs, task_results)
+    benchmarks = leaderboard_benchmarks(runs, task_results)
+    counted = runs["status"] == "ok"
+    return Leaderboards(
+        tasks=tasks,
+        benchmarks=benchmarks,
+        overall=leaderboard_overall(tasks.table, task_choices),
+        runs_counted=int(counted.sum()),
+        runs_excluded=runs.loc[~counted, ["run_id", "model", "status", "status_reason"]],
+    )

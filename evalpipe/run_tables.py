@@ -1,4 +1,5 @@
-"""Task-level tables of one run (`runs`, `task_results`, `task_metrics`, `run_files`) from a dump.
+"""Task-level tables of one run (`runs`, `task_results`, `task_metrics`, `run_files`,
+`task_choices`) from a dump.
 
 Turns what `formats.olmes` reads into rows shaped by `lake.SCHEMAS`. Nested payloads become
 JSON text with key order kept (`ensure_ascii=False`, default separators), so `json.loads` of a
@@ -15,12 +16,14 @@ from typing import Any
 
 import pyarrow as pa
 
+from evalpipe.formats.jsonl import iter_jsonl
 from evalpipe.formats.olmes import (
     METRICS_ALL,
     TASK_FILE,
     Finding,
     RunInventory,
     RunRecords,
+    TaskFiles,
     TaskRecord,
     evaluated_at,
     iter_numeric_metrics,
@@ -143,3 +146,25 @@ def run_files_table(run_id: str, inventory: RunInventory) -> pa.Table:
             }
         )
     return pa.Table.from_pylist(rows, SCHEMAS["run_files"])
+
+
+def task_choices_table(run_id: str, task_files: dict[str, TaskFiles]) -> pa.Table:
+    """Answer choices per task, from the first predictions row: one `model_output` entry per
+    choice for multiple-choice tasks; generative tasks carry a `continuation` instead."""
+    rows = []
+    for task_name, files in sorted(task_files.items()):
+        path = files.get("predictions.jsonl")
+        first = next(iter_jsonl(path), None) if path else None
+        outputs = first[2].get("model_output") if first and isinstance(first[2], dict) else None
+        if not isinstance(outputs, list):
+            continue
+        generative = any(isinstance(o, dict) and "continuation" in o for o in outputs)
+        rows.append(
+            {
+                "run_id": run_id,
+                "task_name": task_name,
+                "n_choices": 0 if generative else len(outputs),
+                "generative": generative,
+            }
+        )
+    return pa.Table.from_pylist(rows, SCHEMAS["task_choices"])

@@ -15,9 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
+import pandas as pd
 import pyarrow as pa
 
 from evalpipe.lake import SCHEMAS, Lake
+
+DUCKDB_TYPES = {
+    pa.string(): "VARCHAR",
+    pa.int64(): "BIGINT",
+    pa.int32(): "INTEGER",
+    pa.float64(): "DOUBLE",
+    pa.bool_(): "BOOLEAN",
+    pa.timestamp("us", tz="UTC"): "TIMESTAMPTZ",
+}
+
+RUN_STATUSES = ("ok", "quarantined", "unchecked")
 
 
 def sql_literal(text: str) -> str:
@@ -30,44 +42,61 @@ def sql_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def table_source(lake: Lake, table: str) -> str:
+    """A SQL relation for a lake table: its Parquet files, or an empty relation of its schema
+    while no run has written it (so queries and views work on an empty lake)."""
+    if lake.has_data(table):
+        return f"read_parquet({sql_literal(lake.glob(table))}, union_by_name = true)"
+    columns = ", ".join(
+        f"CAST(NULL AS {DUCKDB_TYPES[f.type]}) AS {sql_identifier(f.name)}" for f in SCHEMAS[table]
+    )
+    return f"(SELECT {columns} WHERE false)"
+
+
+def runs_with_status_sql(lake: Lake) -> str:
+    """`runs` with each run's quarantine status: `ok`, `quarantined` (a blocking check failed) or
+    `unchecked` (no check result yet). Only `ok` runs count in anything aggregated across runs."""
+    return (
+        "SELECT r.*, coalesce(s.status, 'unchecked') AS status, s.status_reason, "
+        "s.checked_at AS status_checked_at "
+        f"FROM {table_source(lake, 'runs')} AS r "
+        f"LEFT JOIN {table_source(lake, 'run_status')} AS s USING (run_id)"
+    )
+
+
+def read_runs_with_status(lake: Lake) -> pd.DataFrame:
+    with duckdb.connect() as con:
+        return con.execute(runs_with_status_sql(lake)).df()
+
+
 @dataclass(frozen=True)
 class WarehouseBuild:
     path: Path
     tables: dict[str, int]
 
 
-def build_warehouse(lake: Lake, path: Path, tables: Sequence[str] | None = None) -> WarehouseBuild:
-    """Write a fresh warehouse with one view per lake table (an empty typed table where the lake
-    has no file yet) and per derived table, and return the row count behind each."""
+def build_warehouse(lake: Lake, path: Path) -> WarehouseBuild:
+    """Write a fresh warehouse with one view per lake table and per derived table (`runs`
+    carrying each run's status) and return the row count behind each."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
+    views = {table: f"SELECT * FROM {table_source(lake, table)}" for table in SCHEMAS}
+    views["runs"] = runs_with_status_sql(lake)
+    for table in lake.derived_tables():
+        views[table] = f"SELECT * FROM read_parquet({sql_literal(str(lake.derived_file(table)))})"
     counts: dict[str, int] = {}
     try:
         with duckdb.connect(str(tmp)) as con:
-            for table in tables or SCHEMAS:
-                counts[table] = _create_view(con, lake, table)
-            for table in lake.derived_tables():
-                source = f"read_parquet({sql_literal(str(lake.derived_file(table)))})"
-                con.execute(f"CREATE VIEW {sql_identifier(table)} AS SELECT * FROM {source}")
-                counts[table] = con.execute(
-                    f"SELECT count(*) FROM {sql_identifier(table)}"
+            for name, body in views.items():
+                con.execute(f"CREATE VIEW {sql_identifier(name)} AS {body}")
+                counts[name] = con.execute(
+                    f"SELECT count(*) FROM {sql_identifier(name)}"
                 ).fetchone()[0]
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
         tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
     return WarehouseBuild(path=path, tables=counts)
-
-
-def _create_view(con: duckdb.DuckDBPyConnection, lake: Lake, table: str) -> int:
-    name = sql_identifier(table)
-    if lake.has_data(table):
-        source = f"read_parquet({sql_literal(lake.glob(table))}, union_by_name = true)"
-        con.execute(f"CREATE VIEW {name} AS SELECT * FROM {source}")
-    else:
-        empty = pa.Table.from_pylist([], SCHEMAS[table])  # noqa: F841 - read by DuckDB's replacement scan
-        con.execute(f"CREATE TABLE {name} AS SELECT * FROM empty")
-    return con.execute(f"SELECT count(*) FROM {name}").fetchone()[0]
 
 
 class WarehouseMissing(FileNotFoundError):

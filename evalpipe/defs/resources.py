@@ -14,6 +14,7 @@ class EvalpipeHome(dg.ConfigurableResource):
     home: str
     dumps: str
     settle_seconds: float = 30.0
+    suites_file: str | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EvalpipeHome":
@@ -21,6 +22,7 @@ class EvalpipeHome(dg.ConfigurableResource):
             home=str(settings.home),
             dumps=str(settings.dumps),
             settle_seconds=settings.settle_seconds,
+            suites_file=str(settings.suites_file) if settings.suites_file else None,
         )
 
     @property

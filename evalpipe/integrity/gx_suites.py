@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from great_expectations import ExpectationSuite
     from great_expectations.core import ExpectationValidationResult
     from great_expectations.core.batch_definition import BatchDefinition
+    from great_expectations.data_context import AbstractDataContext
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
@@ -171,6 +173,7 @@ def validate_task_results(
 ) -> CheckOutcome:
     """One run's `task_results` against its suite; `now` bounds `evaluated_at` (default: now).
 
+    `evaluated_at` must be set on `metrics-all` rows only: artifact-only tasks carry no date.
     `suites` decides whether an aggregate's score is bounded: it is when all its members present
     in the frame have bounded metrics (by its averaging name when no member is present).
     """
@@ -211,14 +214,21 @@ def _utc(now: datetime | None) -> datetime:
 
 
 def _is_true(value: object) -> bool:
-    return value is True or (isinstance(value, (bool, int)) and value == 1 and bool(value))
+    return isinstance(value, (bool, np.bool_)) and bool(value)
 
 
 def _bounded_rows(data: pd.DataFrame, suites: Mapping[str, Suite]) -> list[bool]:
     needed = ("task_name", "primary_metric", "is_aggregate")
     if any(c not in data.columns for c in needed):
         return [False] * len(data)
-    rows = list(zip(data["task_name"], data["primary_metric"], data["is_aggregate"].map(_is_true)))
+    rows = list(
+        zip(
+            data["task_name"],
+            data["primary_metric"],
+            data["is_aggregate"].map(_is_true),
+            strict=True,
+        )
+    )
     member_metric = {name: metric for name, metric, agg in rows if not agg}
     return [
         _aggregate_bounded(suites.get(name), metric, member_metric)
@@ -247,14 +257,20 @@ def _unchecked_metrics(data: pd.DataFrame) -> list[str]:
 
 
 @cache
-def _batch_definitions() -> dict[str, BatchDefinition]:
-    """One ephemeral context per process, with a whole-dataframe batch per table."""
+def _context() -> AbstractDataContext:
+    """One ephemeral (in-memory) GX context per process, progress bars off."""
     import great_expectations as gx
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
-    source = context.data_sources.add_pandas("evalpipe")
+    return context
+
+
+@cache
+def _batch_definitions() -> dict[str, BatchDefinition]:
+    """A whole-dataframe batch per table: each validation passes its frame as a parameter."""
+    source = _context().data_sources.add_pandas("evalpipe")
     return {
         spec.table: source.add_dataframe_asset(spec.table).add_batch_definition_whole_dataframe(
             "whole_partition"
@@ -264,14 +280,15 @@ def _batch_definitions() -> dict[str, BatchDefinition]:
 
 
 @cache
-def suite_for(table: str) -> ExpectationSuite:
+def _suite(table: str) -> ExpectationSuite:
     """The suite of one table (built once per process); its expectations describe themselves."""
     import great_expectations as gx
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
 
     spec = next(s for s in SPECS if s.table == table)
-    suite = gx.ExpectationSuite(name=f"evalpipe_{table}")
+    # Added to the context so each expectation gets the id its result is matched back by.
+    suite = _context().suites.add(gx.ExpectationSuite(name=f"evalpipe_{table}"))
 
     def add(expectation: Any, *columns: str) -> None:
         expectation.meta = {"columns": list(columns)}
@@ -371,7 +388,7 @@ def _validate(
     source_file: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> CheckOutcome:
-    suite = suite_for(spec.table)
+    suite = _suite(spec.table)
     batch = _batch_definitions()[spec.table].get_batch(batch_parameters={"dataframe": data})
     result = batch.validate(
         suite,
@@ -413,14 +430,16 @@ def _failures(
     mistyped = {
         r.expectation_config.kwargs["column"]
         for r in results
-        if not r.success and r.expectation_config.type == "expect_column_values_to_be_of_type"
+        if not r.success
+        and r.expectation_config.type == "expect_column_values_to_be_of_type"
+        and _exception_message(r) is None
     }
     failures = []
     for r in results:
-        config = r.expectation_config
-        columns = list(config.meta["columns"])
         if r.success:
             continue
+        config = r.expectation_config
+        columns = list(config.meta["columns"])
         if config.description == REQUIRED_COLUMNS:
             failures.append(_Failure(REQUIRED_COLUMNS, f"missing: {', '.join(missing)}", []))
             continue
@@ -431,11 +450,11 @@ def _failures(
             if not set(columns) & mistyped:
                 failures.append(_Failure(config.description, f"not evaluated: {error}", columns))
             continue
-        failures.append(_map_failure(config.description, columns, r.result, data))
+        failures.append(_failure_of(config.description, columns, r.result, data))
     return failures
 
 
-def _map_failure(
+def _failure_of(
     label: str, columns: list[str], result: Mapping[str, Any], data: pd.DataFrame
 ) -> _Failure:
     if "unexpected_count" in result:
@@ -443,16 +462,11 @@ def _map_failure(
         positions = [int(i) for i in result.get("partial_unexpected_index_list") or []]
         return _Failure(label, _rows(count), columns, positions[:ROWS_PER_FAILURE], count)
     # A dtype-level type failure: every non-null value of the column has the wrong type.
-    values = data[columns[0]]
-    positions = [int(i) for i in values.index[values.notna()]]
-    observed = result.get("observed_value", values.dtype)
-    return _Failure(
-        label,
-        f"dtype {observed}, {_rows(len(positions))}",
-        columns,
-        positions[:ROWS_PER_FAILURE],
-        len(positions),
-    )
+    present = data[columns[0]].notna()
+    count = int(present.sum())
+    positions = [int(i) for i in data.index[present][:ROWS_PER_FAILURE]]
+    observed = result.get("observed_value", data[columns[0]].dtype)
+    return _Failure(label, f"dtype {observed}, {_rows(count)}", columns, positions, count)
 
 
 def _rows(count: int) -> str:
@@ -477,9 +491,16 @@ def _offending_rows(spec: TableSpec, data: pd.DataFrame, failures: list[_Failure
             row = data.iloc[position]
             record: dict[str, Any] = {"expectation": failure.label, "row": position}
             record.update({c: row[c] for c in identity})
-            record["values"] = ", ".join(f"{c}={row[c]!r}" for c in failure.columns)
+            record["values"] = ", ".join(f"{c}={_show(row[c])}" for c in failure.columns)
             records.append(record)
     return pd.DataFrame(records)
+
+
+def _show(value: object) -> str:
+    """Strings quoted, so a number stored as text stands out from a number."""
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return "null"
+    return repr(value) if isinstance(value, str) else str(value)
 
 
 def _source_files(data: pd.DataFrame, offending: pd.DataFrame) -> str:

@@ -7,13 +7,15 @@ these functions write the lake partition and report what a person wants to see i
 import dagster as dg
 import pandas as pd
 
-from evalpipe.defs.metadata import markdown_preview, table_metadata
+from evalpipe.defs.metadata import column_schema, markdown_preview, table_metadata
 from evalpipe.defs.olmes.jobs import INGEST_GROUP
 from evalpipe.defs.partitions import olmes_runs
 from evalpipe.defs.resources import EvalpipeHome
-from evalpipe.formats.olmes import read_run, scan_run
+from evalpipe.formats.olmes import index_task_files, read_run, scan_run
+from evalpipe.instance_tables import ingest_instances
+from evalpipe.lake import SCHEMAS
 from evalpipe.reconstruct import reconstruct_run
-from evalpipe.run_tables import build_run_tables, run_files_table
+from evalpipe.run_tables import build_run_tables, run_files_table, task_choices_table
 
 GROUP = INGEST_GROUP
 
@@ -139,4 +141,61 @@ def reconstructed_artifacts(
             "mismatches": len(report.mismatches),
             "mismatch_details": markdown_preview(mismatches),
         }
+    )
+
+
+INSTANCE_TABLES = {
+    "predictions": "One row per document: per-instance metrics and model output (JSON text).",
+    "requests": "One row per request sent to the model (several per document).",
+    "recorded_inputs": "The recorded prompts of the first documents of each task.",
+}
+
+
+@dg.multi_asset(
+    partitions_def=olmes_runs,
+    group_name=GROUP,
+    specs=[
+        *(
+            dg.AssetSpec(name, deps=["raw_run_inventory"], kinds={"parquet"}, description=text)
+            for name, text in INSTANCE_TABLES.items()
+        ),
+        dg.AssetSpec(
+            "task_choices",
+            deps=["raw_run_inventory"],
+            kinds={"parquet"},
+            description="Answer choices per task (0 for generative tasks), for chance levels.",
+        ),
+    ],
+)
+def instance_tables(context: dg.AssetExecutionContext, evalpipe: EvalpipeHome):
+    """Stream every per-instance file of the run into the lake, all three tables or none."""
+    run_id = context.partition_key
+    run_dir = evalpipe.run_dir(run_id)
+    report = ingest_instances(run_id, run_dir, evalpipe.lake, progress=context.log.info)
+    for finding in report.findings:
+        context.log.warning(f"{finding.path}: {finding.message}")
+    lake = evalpipe.lake
+    context.log.info(
+        f"{report.bytes_read / 1e6:.1f} MB in {report.seconds:.1f}s "
+        f"({report.mb_per_second:.0f} MB/s, {report.workers} workers)"
+    )
+    for table in INSTANCE_TABLES:
+        per_task = pd.DataFrame(
+            sorted(report.rows.get(table, {}).items()), columns=["task_name", "rows"]
+        )
+        yield dg.MaterializeResult(
+            asset_key=table,
+            metadata={
+                "dagster/row_count": report.table_rows.get(table, 0),
+                "dagster/column_schema": column_schema(SCHEMAS[table]),
+                "path": dg.MetadataValue.path(str(lake.partition_file(table, run_id))),
+                "rows_per_task": markdown_preview(per_task, max_rows=100),
+                "mb_per_second": round(report.mb_per_second, 1),
+            },
+        )
+    choices = task_choices_table(run_id, index_task_files(run_dir)[0])
+    lake.write("task_choices", run_id, choices)
+    yield dg.MaterializeResult(
+        asset_key="task_choices",
+        metadata=table_metadata(choices, lake.partition_file("task_choices", run_id)),
     )

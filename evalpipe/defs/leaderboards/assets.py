@@ -1,0 +1,64 @@
+"""Leaderboards across runs: per task, per benchmark and overall, kept current automatically.
+
+Quarantined (and not yet checked) runs are left out; the boards are derived lake tables with
+warehouse views, and each shows its top rows in the UI.
+"""
+
+import dagster as dg
+import pyarrow as pa
+
+from evalpipe.defs.metadata import markdown_preview, table_metadata
+from evalpipe.defs.resources import EvalpipeHome
+from evalpipe.defs.warehouse.conditions import REFRESH_ON_ANY_UPDATE
+from evalpipe.leaderboard import build_leaderboards
+from evalpipe.warehouse import read_runs_with_status
+
+GROUP = "leaderboards"
+UPSTREAM = ["runs", "task_results", "task_choices"]
+DESCRIPTIONS = {
+    "leaderboard_tasks": "One row per (model, revision, task): the newest run's primary score, "
+    "ranked within the task.",
+    "leaderboard_benchmarks": "The aggregate records (core_9mcqa, mmlu, ...) per model, ranked.",
+    "leaderboard_overall": "Per model: tasks covered, mean score over the tasks every model has, "
+    "HELM mean win rate, chance-normalized mean.",
+}
+
+
+@dg.multi_asset(
+    group_name=GROUP,
+    specs=[
+        dg.AssetSpec(
+            name,
+            deps=UPSTREAM,
+            kinds={"parquet"},
+            description=description,
+            automation_condition=REFRESH_ON_ANY_UPDATE,
+        )
+        for name, description in DESCRIPTIONS.items()
+    ],
+)
+def leaderboards(context: dg.AssetExecutionContext, evalpipe: EvalpipeHome):
+    lake = evalpipe.lake
+    boards = build_leaderboards(
+        read_runs_with_status(lake),
+        lake.read_all("task_results").to_pandas(),
+        lake.read_all("task_choices").to_pandas(),
+    )
+    if not boards.runs_excluded.empty:
+        context.log.info(f"{len(boards.runs_excluded)} runs left out (not 'ok')")
+    superseded = {
+        "leaderboard_tasks": boards.tasks.superseded,
+        "leaderboard_benchmarks": boards.benchmarks.superseded,
+    }
+    for name, frame in boards.tables().items():
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        lake.write_derived(name, table)
+        metadata = {
+            **table_metadata(table, lake.derived_file(name)),
+            "runs_counted": boards.runs_counted,
+            "runs_excluded": len(boards.runs_excluded),
+            "top_rows": markdown_preview(frame, max_rows=15),
+        }
+        if name in superseded:
+            metadata["superseded_rows"] = superseded[name]
+        yield dg.MaterializeResult(asset_key=name, metadata=metadata)
