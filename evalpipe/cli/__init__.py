@@ -1,0 +1,41 @@
+"""`evalpipe`: the everyday questions and the writes, as thin commands over the library.
+
+Commands that write go through the Dagster definitions and instance (so the UI shows what the
+CLI did); commands that read open the warehouse read-only. One module per area registers its
+subcommands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+import duckdb
+
+from evalpipe.cli import ingest, query
+from evalpipe.warehouse import WarehouseMissing
+
+AREAS = (ingest, query)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evalpipe", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for area in AREAS:
+        area.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except WarehouseMissing as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (duckdb.Error, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,5 @@
+import sys
+
+from evalpipe.cli import main
+
+sys.exit(main())
