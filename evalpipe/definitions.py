@@ -7,14 +7,18 @@ their own settings so that they run exactly what the UI shows.
 import dagster as dg
 
 from evalpipe.config import Settings, load_settings
+from evalpipe.defs.integrity.checks import (
+    leaderboard_integrity_checks,
+    run_integrity_checks,
+    warehouse_views_match_lake,
+)
+from evalpipe.defs.leaderboards.assets import leaderboards
 from evalpipe.defs.olmes.assets import (
     instance_tables,
     raw_run_inventory,
     reconstructed_artifacts,
     run_task_tables,
 )
-from evalpipe.defs.integrity.checks import run_integrity_checks
-from evalpipe.defs.leaderboards.assets import leaderboards
 from evalpipe.defs.olmes.jobs import ingest_run_job
 from evalpipe.defs.olmes.sensors import olmes_dump_sensor
 from evalpipe.defs.resources import EvalpipeHome
@@ -46,7 +50,11 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             leaderboards,
             warehouse,
         ],
-        asset_checks=[run_integrity_checks],
+        asset_checks=[
+            run_integrity_checks,
+            leaderboard_integrity_checks,
+            warehouse_views_match_lake,
+        ],
         jobs=[ingest_run_job, refresh_downstream_job],
         sensors=[olmes_dump_sensor, automation_sensor],
         resources={"evalpipe": EvalpipeHome.from_settings(settings)},

@@ -26,7 +26,9 @@ import os
 import struct
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from operator import methodcaller
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -80,7 +82,6 @@ class ChunkJob:
     table: str
     task_name: str
     run_id: str
-    batch_rows: int
 
 
 @dataclass
@@ -138,141 +139,167 @@ def _exact_cells(path: str, line: int, raw: bytes, last: bool, shape: TableShape
     return ints, texts, jsons, row.get("task_name")
 
 
-def _fast_cells(row: dict, shape: TableShape, careful: bool) -> Cells | None:
-    """The cells of an orjson-parsed row, or None when the row needs the exact path.
+BLOCK_ROWS = 512
+"""Rows parsed together. Columns are pulled out of a block with C-level `map`, which costs far
+less than Python code per row; a block's parsed objects stay small (~10 MB for the widest rows)."""
+_PLAIN_TEXT = {str, type(None)}
+_SUSPECT = object()  # a fast-path text that may hide a big integer: redo the row exactly
 
-    Only `careful` checks each JSON text for a big-integer float; otherwise the whole batch is
-    checked once at the end (`_BatchBuilder.suspect`), which is much cheaper.
-    """
-    ints = [row.get(name) for name in shape.ints]
-    for value in ints:
-        if type(value) is not int or not INT64_MIN <= value <= INT64_MAX:
-            return None
-    texts: list[str | None] = []
-    for name in shape.texts:
-        value = row.get(name)
-        if value is None or type(value) is str:
-            texts.append(value)
-        elif type(value) is int:
-            texts.append(str(value))
-        else:
-            text = orjson.dumps(value)
-            if BIG_FLOAT_MARK in text:
-                return None
-            texts.append(text.decode())
-    nested = [row.get(name) for name in shape.jsons]
-    jsons = [None if value is None else orjson.dumps(value) for value in nested]
-    if careful and any(text is not None and BIG_FLOAT_MARK in text for text in jsons):
+
+def _loads_or_none(raw: bytes) -> Any:
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
         return None
-    return ints, texts, jsons, row.get("task_name")
 
 
-class _JsonColumn:
-    """JSON text appended straight into one buffer: no per-row bytes objects are kept alive."""
+def _loads_all(raws: list[bytes]) -> list[Any]:
+    """orjson values of the lines; None for a line orjson cannot read (left to the exact path)."""
+    try:
+        return list(map(orjson.loads, raws))
+    except orjson.JSONDecodeError:
+        return list(map(_loads_or_none, raws))
 
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self.offsets = [0]
-        self.nulls: list[int] = []
 
-    def append(self, text: bytes | None) -> None:
-        if text is None:
-            self.nulls.append(len(self.offsets) - 1)
+def _fast_text(value: Any) -> Any:
+    if value is None or type(value) is str:
+        return value
+    if type(value) is int:
+        return str(value)
+    text = orjson.dumps(value)
+    return _SUSPECT if BIG_FLOAT_MARK in text else text.decode()
+
+
+@dataclass
+class _Block:
+    """A block's columns as Python lists. JSON text is bytes, with b"" for NULL (JSON text is
+    never empty); `tasks` holds the rows' own `task_name` when the table's rows carry one."""
+
+    ints: list[list[Any]]
+    texts: list[list[Any]]
+    jsons: list[list[bytes]]
+    tasks: list[Any]
+
+
+def _getter(name: str) -> Callable[[dict], Any]:
+    return methodcaller("get", name)
+
+
+def _fast_block(rows: list[Any], shape: TableShape) -> tuple[_Block, set[int]]:
+    """Every column via orjson, and the rows the exact path must redo.
+
+    Those are rows orjson could not read or that are not objects, integers that are not int64,
+    and rows whose JSON text holds `e+` (maybe an integer orjson turned into a float).
+    """
+    redo: set[int] = set()
+    if set(map(type, rows)) != {dict}:
+        redo.update(i for i, row in enumerate(rows) if type(row) is not dict)
+        rows = [row if type(row) is dict else {} for row in rows]
+    ints = [list(map(_getter(name), rows)) for name in shape.ints]
+    for values in ints:
+        if set(map(type, values)) != {int} or min(values) < INT64_MIN or max(values) > INT64_MAX:
+            redo.update(
+                i
+                for i, v in enumerate(values)
+                if type(v) is not int or not INT64_MIN <= v <= INT64_MAX
+            )
+    texts = [list(map(_getter(name), rows)) for name in shape.texts]
+    for n, values in enumerate(texts):
+        if not set(map(type, values)) <= _PLAIN_TEXT:
+            texts[n] = values = list(map(_fast_text, values))
+            redo.update(i for i, v in enumerate(values) if v is _SUSPECT)
+    jsons = []
+    for name in shape.jsons:
+        values = list(map(_getter(name), rows))
+        if None in values:
+            jsons.append([b"" if v is None else orjson.dumps(v) for v in values])
         else:
-            self.data += text
-        self.offsets.append(len(self.data))
-
-    def array(self) -> pa.Array:
-        n = len(self.offsets) - 1
-        validity = None
-        if self.nulls:
-            mask = np.ones(n, dtype=bool)
-            mask[self.nulls] = False
-            validity = pa.py_buffer(np.packbits(mask, bitorder="little"))
-        offsets = pa.py_buffer(np.array(self.offsets, dtype=np.int32))
-        return pa.StringArray.from_buffers(
-            n, offsets, pa.py_buffer(self.data), validity, len(self.nulls)
-        )
+            jsons.append(list(map(orjson.dumps, values)))
+        if BIG_FLOAT_MARK in b"".join(jsons[-1]):
+            redo.update(i for i, text in enumerate(jsons[-1]) if BIG_FLOAT_MARK in text)
+    tasks = list(map(_getter("task_name"), rows)) if shape.row_has_task_name else []
+    return _Block(ints, texts, jsons, tasks), redo
 
 
-class _BatchBuilder:
-    """Columns of one record batch under construction, and its rows' task-name disagreements."""
-
-    def __init__(self, shape: TableShape, job: ChunkJob, careful: bool) -> None:
-        self.shape = shape
-        self.job = job
-        self.careful = careful
-        self.ints: list[list[int]] = [[] for _ in shape.ints]
-        self.texts: list[list[str | None]] = [[] for _ in shape.texts]
-        self.jsons = [_JsonColumn() for _ in shape.jsons]
-        self.rows = 0
-        self.mismatches = 0
-        self.mismatch_example: str | None = None
-
-    def add_line(self, line: int, raw: bytes, last: bool) -> None:
-        try:
-            row = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            row = None
-        cells = _fast_cells(row, self.shape, self.careful) if type(row) is dict else None
-        self.add(cells or _exact_cells(self.job.path, line, raw, last, self.shape))
-
-    def add(self, cells: Cells) -> None:
-        ints, texts, jsons, row_task = cells
-        for column, value in zip(self.ints, ints, strict=True):
-            column.append(value)
-        for column, value in zip(self.texts, texts, strict=True):
-            column.append(value)
-        for column, value in zip(self.jsons, jsons, strict=True):
-            column.append(value)
-        self.rows += 1
-        if self.shape.row_has_task_name and row_task is not None and row_task != self.job.task_name:
-            self.mismatches += 1
-            self.mismatch_example = self.mismatch_example or str(row_task)
-
-    def suspect(self) -> bool:
-        """Could a fast-path row hide an integer orjson turned into a float?"""
-        return not self.careful and any(BIG_FLOAT_MARK in column.data for column in self.jsons)
-
-    def batch(self) -> pa.RecordBatch:
-        arrays = [pa.repeat(self.job.run_id, self.rows), pa.repeat(self.job.task_name, self.rows)]
-        arrays += [pa.array(values, pa.int64()) for values in self.ints]
-        arrays += [pa.array(values, pa.string()) for values in self.texts]
-        arrays += [column.array() for column in self.jsons]
-        return pa.RecordBatch.from_arrays(arrays, names=list(self.shape.columns))
+def _patch(block: _Block, row: int, cells: Cells) -> None:
+    """Put one exactly-parsed row's cells into the block."""
+    ints, texts, jsons, task = cells
+    for column, value in zip(block.ints, ints, strict=True):
+        column[row] = value
+    for column, value in zip(block.texts, texts, strict=True):
+        column[row] = value
+    for column, value in zip(block.jsons, jsons, strict=True):
+        column[row] = b"" if value is None else value
+    if block.tasks:
+        block.tasks[row] = task
 
 
-def _build(lines: list[tuple[int, bytes]], job: ChunkJob, last_line: int | None) -> _BatchBuilder:
-    """One batch from its lines: fast, then again carefully if the fast result is suspect."""
-    for careful in (False, True):
-        builder = _BatchBuilder(SHAPES[job.table], job, careful)
-        for line, raw in lines:
-            builder.add_line(line, raw, line == last_line)
-        if not builder.suspect():
-            break
-    return builder
+def _json_array(texts: list[bytes]) -> pa.Array:
+    lengths = np.fromiter(map(len, texts), np.int64, len(texts))
+    offsets = np.zeros(len(texts) + 1, np.int32)
+    np.cumsum(lengths, out=offsets[1:])
+    validity, nulls = None, 0
+    if not lengths.all():
+        present = lengths > 0
+        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+        nulls = len(texts) - int(present.sum())
+    data = pa.py_buffer(b"".join(texts))
+    return pa.StringArray.from_buffers(len(texts), pa.py_buffer(offsets), data, validity, nulls)
+
+
+@dataclass
+class _Lines:
+    """The non-blank lines of a chunk with their 1-based numbers; `last` is an unterminated one."""
+
+    numbers: list[int]
+    raws: list[bytes]
+    last: int | None
+
+
+def _block_batch(lines: _Lines, job: ChunkJob, result: ChunkResult) -> pa.RecordBatch:
+    """One block as a record batch; rows the fast path cannot vouch for are redone exactly."""
+    shape = SHAPES[job.table]
+    block, redo = _fast_block(_loads_all(lines.raws), shape)
+    for row in sorted(redo):
+        line = lines.numbers[row]
+        raw = lines.raws[row]
+        _patch(block, row, _exact_cells(job.path, line, raw, line == lines.last, shape))
+    tasks = block.tasks
+    mismatches = len(tasks) - tasks.count(job.task_name) - tasks.count(None)
+    if mismatches:
+        result.mismatches += mismatches
+        example = next(t for t in tasks if t is not None and t != job.task_name)
+        result.mismatch_example = result.mismatch_example or str(example)
+    rows = len(lines.raws)
+    arrays = [pa.repeat(job.run_id, rows), pa.repeat(job.task_name, rows)]
+    arrays += [pa.array(values, pa.int64()) for values in block.ints]
+    arrays += [pa.array(values, pa.string()) for values in block.texts]
+    arrays += [_json_array(texts) for texts in block.jsons]
+    return pa.RecordBatch.from_arrays(arrays, names=list(shape.columns))
 
 
 def parse_chunk(data: bytes, job: ChunkJob) -> ChunkResult:
-    """Parse the lines of one chunk into batches of at most `job.batch_rows` rows.
+    """Parse the lines of one chunk into record batches of `BLOCK_ROWS` rows (the writer
+    regroups them into row groups).
 
     A last line without a newline is parsed too: if it is complete JSON it is a row, if not the
     error says the file looks truncated (still being written). Blank lines are skipped but
-    counted, like `formats.jsonl.iter_raw_lines` does.
+    counted, as `formats.jsonl.iter_raw_lines` does.
     """
-    lines = data.split(b"\n")
-    tail = lines.pop()  # what follows the last newline: empty unless the file ends without one
-    result = ChunkResult([], len(lines) + bool(tail), 0, None)
-    unterminated = None
+    raws = data.split(b"\n")
+    tail = raws.pop()  # what follows the last newline: empty unless the file ends without one
+    result = ChunkResult([], len(raws) + bool(tail), 0, None)
+    last = None
     if tail.strip():
-        lines.append(tail)
-        unterminated = len(lines)
-    numbered = [(n, raw) for n, raw in enumerate(lines, 1) if raw and not raw.isspace()]
-    for start in range(0, len(numbered), job.batch_rows):
-        builder = _build(numbered[start : start + job.batch_rows], job, unterminated)
-        result.batches.append(builder.batch())
-        result.mismatches += builder.mismatches
-        result.mismatch_example = result.mismatch_example or builder.mismatch_example
+        raws.append(tail)
+        last = len(raws)
+    numbers = [n for n, raw in enumerate(raws, 1) if raw and not raw.isspace()]
+    if len(numbers) < len(raws):
+        raws = [raws[n - 1] for n in numbers]
+    for start in range(0, len(raws), BLOCK_ROWS):
+        end = start + BLOCK_ROWS
+        block = _Lines(numbers[start:end], raws[start:end], last)
+        result.batches.append(_block_batch(block, job, result))
     return result
 
 

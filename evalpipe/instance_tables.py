@@ -164,9 +164,7 @@ def _next_line_start(handle: BinaryIO, position: int, size: int) -> int:
     return size
 
 
-def chunk_jobs(
-    source: SourceFile, run_id: str, chunk_bytes: int, batch_rows: int
-) -> list[ChunkJob]:
+def chunk_jobs(source: SourceFile, run_id: str, chunk_bytes: int) -> list[ChunkJob]:
     """Cut one file into jobs of about `chunk_bytes`, each ending just after a newline."""
     jobs = []
     start = 0
@@ -175,11 +173,8 @@ def chunk_jobs(
             end = min(start + chunk_bytes, source.size)
             if end < source.size:
                 end = _next_line_start(handle, end, source.size)
-            jobs.append(
-                ChunkJob(
-                    str(source.path), start, end, source.table, source.task_name, run_id, batch_rows
-                )
-            )
+            path = str(source.path)
+            jobs.append(ChunkJob(path, start, end, source.table, source.task_name, run_id))
             start = end
     return jobs
 
@@ -201,7 +196,7 @@ class _WorkerPool:
     """
 
     def __init__(self, count: int) -> None:
-        env = dict(os.environ)
+        env = dict(os.environ, OPENBLAS_NUM_THREADS="1")  # numpy's idle BLAS threads spin
         env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
         command = [sys.executable, "-m", "evalpipe.instance_parse"]
         self.procs = [
@@ -388,7 +383,7 @@ def ingest_instances(
     tallies = {}
     jobs = []
     for source in sources:
-        file_jobs = chunk_jobs(source, run_id, chunk_bytes, batch_rows)
+        file_jobs = chunk_jobs(source, run_id, chunk_bytes)
         tallies[str(source.path)] = _FileTally(source, len(file_jobs))
         jobs.extend(file_jobs)
     workers = min(workers or default_workers(), max(len(jobs), 1))

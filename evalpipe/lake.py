@@ -237,6 +237,14 @@ class Lake:
             columns=columns
         )
 
+    def count_rows(self, table: str) -> int:
+        """Rows of a run-partitioned or derived table, from Parquet metadata alone."""
+        if table in SCHEMAS:
+            files = [str(f) for f in self.table_dir(table).glob(f"run_id=*/{DATA_FILE}")]
+        else:
+            files = [str(self.derived_file(table))]
+        return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
     def derived_file(self, table: str) -> Path:
         """Unpartitioned tables computed across runs (leaderboards) live beside the run tables."""
         return self.root / "derived" / f"{table}.parquet"

@@ -35,7 +35,6 @@ FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-extensions",
-    "--disable-crashpad-for-testing",  # crashpad leaves the process group that _kill kills
     "--remote-debugging-port=0",  # Chromium picks a free port, written to DevToolsActivePort
     "--window-size=1280,900",
 )

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import duckdb
 
-from evalpipe.cli import ingest, query
+from evalpipe.cli import checks, ingest, query
 from evalpipe.warehouse import WarehouseMissing
 
-AREAS = (ingest, query)
+AREAS = (ingest, checks, query)
 
 
 def build_parser() -> argparse.ArgumentParser:
