@@ -5,6 +5,7 @@ their own settings so that they run exactly what the UI shows.
 """
 
 import dagster as dg
+from dagster_aws.s3 import S3Resource
 
 from evalpipe.config import Settings, load_settings
 from evalpipe.defs.integrity.checks import (
@@ -12,7 +13,7 @@ from evalpipe.defs.integrity.checks import (
     run_integrity_checks,
     warehouse_views_match_lake,
 )
-from evalpipe.defs.leaderboards.assets import leaderboards
+from evalpipe.defs.leaderboards.assets import leaderboard_report, leaderboards
 from evalpipe.defs.olmes.assets import (
     instance_tables,
     raw_run_inventory,
@@ -23,11 +24,14 @@ from evalpipe.defs.olmes.jobs import ingest_run_job
 from evalpipe.defs.olmes.sensors import olmes_dump_sensor
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.runner import REFRESH_JOB
+from evalpipe.defs.snapshots.assets import daily_snapshot, snapshot, snapshot_job
 from evalpipe.defs.warehouse.assets import warehouse
 
 refresh_downstream_job = dg.define_asset_job(
     REFRESH_JOB,
-    selection=dg.AssetSelection.all() - dg.AssetSelection.groups("olmes_ingest"),
+    selection=dg.AssetSelection.all()
+    - dg.AssetSelection.groups("olmes_ingest")
+    - dg.AssetSelection.assets("snapshot"),
     description="Rebuild everything that aggregates across runs (warehouse, leaderboards, ...).",
 )
 
@@ -48,16 +52,19 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             instance_tables,
             reconstructed_artifacts,
             leaderboards,
+            leaderboard_report,
             warehouse,
+            snapshot,
         ],
         asset_checks=[
             run_integrity_checks,
             leaderboard_integrity_checks,
             warehouse_views_match_lake,
         ],
-        jobs=[ingest_run_job, refresh_downstream_job],
+        jobs=[ingest_run_job, refresh_downstream_job, snapshot_job],
+        schedules=[daily_snapshot],
         sensors=[olmes_dump_sensor, automation_sensor],
-        resources={"evalpipe": EvalpipeHome.from_settings(settings)},
+        resources={"evalpipe": EvalpipeHome.from_settings(settings), "s3": S3Resource()},
     )
 
 

@@ -157,7 +157,10 @@ def _page_websocket_url(port: int) -> str:
 
 
 def _kill(process: subprocess.Popen[bytes]) -> None:
-    """Kill the browser's whole process group (the one it was started in) and reap it."""
+    """Kill the browser's whole process group (the one it was started in) and reap it.
+
+    Chromium's crashpad handlers run in groups of their own and exit once the browser is gone.
+    """
     with suppress(ProcessLookupError):
         os.killpg(process.pid, signal.SIGKILL)
     process.wait(timeout=10)

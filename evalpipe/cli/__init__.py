@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import duckdb
 
-from evalpipe.cli import checks, ingest, query
+from evalpipe.cli import checks, ingest, query, snapshots
 from evalpipe.warehouse import WarehouseMissing
 
-AREAS = (ingest, checks, query)
+AREAS = (ingest, checks, query, snapshots)
 
 
 def build_parser() -> argparse.ArgumentParser:

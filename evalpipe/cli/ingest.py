@@ -11,7 +11,7 @@ from evalpipe.config import Settings, load_settings
 from evalpipe.output import render
 from evalpipe.warehouse import query
 
-DEMO_SHAPE = {"runs": 5, "tasks": 11, "instances": 40, "seed": 7}
+DEMO_SHAPE = {"runs": 5, "tasks": 16, "instances": 40, "seed": 7}
 
 RUN_SUMMARY_SQL = """
 SELECT r.run_id, r.model, r.revision, r.status, r.n_tasks, r.n_aggregates,
@@ -106,6 +106,7 @@ def _report_failed_checks(settings: Settings, run_ids: list[str]) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate the bundled sample dumps if absent, ingest them, print the result."""
+    from evalpipe.cli.snapshots import snapshot_and_report
     from evalpipe.samples import generate_dumps
 
     settings = load_settings()
@@ -114,9 +115,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
         generate_dumps(settings.dumps, **DEMO_SHAPE)
     settings = load_settings({**os.environ, "EVALPIPE_SETTLE_SECONDS": "0"})
     status = ingest_and_report(settings, force=False)
+    print(f"\ntaking a local snapshot to {settings.snapshot_target} ...")
+    status = max(
+        status,
+        snapshot_and_report(
+            settings, settings.snapshot_target, None, note="make demo", progress=None
+        ),
+    )
     print(
         f"\nwarehouse: {settings.warehouse}\n"
         'query it:   evalpipe sql "SELECT * FROM task_results LIMIT 5"\n'
+        "snapshots:  evalpipe snapshots list\n"
         "see it:     make dev, then open http://127.0.0.1:3000 (asset graph, runs, partitions)"
     )
     return status

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import dagster as dg
 
-from evalpipe.config import Settings
+from evalpipe.config import Settings, load_settings
 from evalpipe.lake import Lake
 
 
@@ -15,6 +15,7 @@ class EvalpipeHome(dg.ConfigurableResource):
     dumps: str
     settle_seconds: float = 30.0
     suites_file: str | None = None
+    snapshot_target: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EvalpipeHome":
@@ -23,6 +24,19 @@ class EvalpipeHome(dg.ConfigurableResource):
             dumps=str(settings.dumps),
             settle_seconds=settings.settle_seconds,
             suites_file=str(settings.suites_file) if settings.suites_file else None,
+            snapshot_target=settings.snapshot_target,
+        )
+
+    def settings(self) -> Settings:
+        """The same settings back (through the one config reader), for domain code."""
+        return load_settings(
+            {
+                "EVALPIPE_HOME": self.home,
+                "EVALPIPE_DUMPS": self.dumps,
+                "EVALPIPE_SETTLE_SECONDS": str(self.settle_seconds),
+                "EVALPIPE_SNAPSHOT_TARGET": self.snapshot_target,
+                "EVALPIPE_SUITES_FILE": self.suites_file or "",
+            }
         )
 
     @property

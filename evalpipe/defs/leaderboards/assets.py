@@ -4,6 +4,8 @@ Quarantined (and not yet checked) runs are left out; the boards are derived lake
 warehouse views, and each shows its top rows in the UI.
 """
 
+from datetime import datetime, timezone
+
 import dagster as dg
 import pyarrow as pa
 
@@ -11,6 +13,7 @@ from evalpipe.defs.metadata import markdown_preview, table_metadata
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.warehouse.conditions import REFRESH_ON_ANY_UPDATE
 from evalpipe.leaderboard import build_leaderboards
+from evalpipe.report import render_report, write_report
 from evalpipe.warehouse import read_runs_with_status
 
 GROUP = "leaderboards"
@@ -62,3 +65,32 @@ def leaderboards(context: dg.AssetExecutionContext, evalpipe: EvalpipeHome):
         if name in superseded:
             metadata["superseded_rows"] = superseded[name]
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)
+
+
+@dg.asset(
+    group_name=GROUP,
+    kinds={"html"},
+    deps=list(DESCRIPTIONS),
+    automation_condition=REFRESH_ON_ANY_UPDATE,
+    description="reports/leaderboard.html: a self-contained page (no network) with the three "
+    "boards, sortable by any column, a chart per task, and links between them.",
+)
+def leaderboard_report(evalpipe: EvalpipeHome) -> dg.MaterializeResult:
+    lake = evalpipe.lake
+    boards = {name: lake.read_derived(name).to_pandas() for name in DESCRIPTIONS}
+    runs = read_runs_with_status(lake)
+    excluded = runs.loc[runs["status"] != "ok"]
+    notes = [f"{len(runs) - len(excluded)} runs ranked"]
+    if len(excluded):
+        notes.append(f"{len(excluded)} runs left out: " + ", ".join(excluded["run_id"]))
+    html = render_report(
+        boards["leaderboard_overall"],
+        boards["leaderboard_benchmarks"],
+        boards["leaderboard_tasks"],
+        generated_at=datetime.now(timezone.utc),
+        notes=notes,
+    )
+    path = write_report(evalpipe.home_path / "reports", html)
+    return dg.MaterializeResult(
+        metadata={"path": dg.MetadataValue.path(str(path)), "bytes": len(html.encode())}
+    )

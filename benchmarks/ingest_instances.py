@@ -1,0 +1,284 @@
+"""Benchmark: evalpipe's instance ingest against a datadec-style DuckDB baseline.
+
+    .venv/bin/python benchmarks/ingest_instances.py [--size-gb 1.0] [--scale 4] [--workdir DIR] [--keep]
+
+Generates a run directory of at least `--size-gb` GB (and one `--scale` times larger) with the
+sample generator, then times, each in its own subprocess:
+
+(a) evalpipe: `ingest_instances` of the run into a fresh lake (its three Parquet partitions);
+(b) the baseline, as datadec ingests dumps: per kind of file, DuckDB
+    `read_json([...files...], format='newline_delimited', union_by_name=true, sample_size=-1)`
+    with `to_json(...)` on nested columns, `COPY ... TO ... (FORMAT parquet)`, DuckDB defaults;
+
+and evalpipe again on the larger run, to show how time and memory grow.
+
+Peak RSS is measured from outside: this process samples, every 20 ms, the summed VmRSS of the
+contender and all its descendants (evalpipe's parser processes included). Sampling can miss a
+spike shorter than the interval, so each child also reports its own `ru_maxrss` and the largest
+`ru_maxrss` of its children; "bound" is own peak + children x largest child peak, an upper bound on
+concurrent RSS. Wall time is measured inside the child around the work (interpreter start and
+imports excluded for both contenders). Row counts of both outputs are compared after timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BYTES_PER_INSTANCE = 1.0427e9 / 15_000  # runs=1, tasks=10 sample run, measured
+TABLE_KINDS = {
+    "predictions": "predictions.jsonl",
+    "requests": "requests.jsonl",
+    "recorded_inputs": "recorded-inputs.jsonl",
+}
+BASELINE_SELECT = {
+    "predictions": (
+        "regexp_extract(filename, 'task-[0-9]+-(.*)-predictions[.]jsonl$', 1) AS task_name, "
+        "doc_id, native_id::VARCHAR AS native_id, label::VARCHAR AS label, task_hash, "
+        "model_hash, to_json(metrics) AS metrics, to_json(model_output) AS model_output"
+    ),
+    "requests": (
+        "task_name, doc_id, native_id::VARCHAR AS native_id, label::VARCHAR AS label, "
+        "request_type, idx, to_json(doc) AS doc, to_json(request) AS request"
+    ),
+    "recorded_inputs": (
+        "task_name, doc_id, native_id::VARCHAR AS native_id, label::VARCHAR AS label, "
+        "to_json(doc) AS doc, to_json(requests) AS requests"
+    ),
+}
+RUN_ID = "bench/_eval_results/run"
+
+
+# --- inside a contender subprocess -------------------------------------------------------------
+
+
+def _child_usage() -> dict[str, float]:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return {"own_peak_mb": own.ru_maxrss / 1024, "child_peak_mb": children.ru_maxrss / 1024}
+
+
+def run_evalpipe(run_dir: Path, out: Path) -> dict[str, float]:
+    from evalpipe.instance_tables import ingest_instances
+    from evalpipe.lake import Lake
+
+    started = time.perf_counter()
+    report = ingest_instances(RUN_ID, run_dir, Lake(out))
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "children": report.workers, **_child_usage()}
+
+
+def _sql_text(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def run_baseline(run_dir: Path, out: Path) -> dict[str, float]:
+    import duckdb
+
+    out.mkdir(parents=True)
+    con = duckdb.connect()
+    started = time.perf_counter()
+    for table, kind in TABLE_KINDS.items():
+        files = sorted(str(p) for p in run_dir.glob(f"task-*-{kind}"))
+        filename = ", filename=true" if table == "predictions" else ""  # rows lack task_name
+        source = (
+            f"read_json([{', '.join(map(_sql_text, files))}], format='newline_delimited', "
+            f"union_by_name=true, sample_size=-1{filename})"
+        )
+        query = f"SELECT {_sql_text(RUN_ID)} AS run_id, {BASELINE_SELECT[table]} FROM {source}"
+        target = _sql_text(str(out / f"{table}.parquet"))
+        con.execute(f"COPY ({query}) TO {target} (FORMAT parquet)")
+    seconds = time.perf_counter() - started
+    return {"seconds": seconds, "children": 0, **_child_usage()}
+
+
+# --- in the driving process --------------------------------------------------------------------
+
+
+class TreeRss:
+    """Samples the summed VmRSS of a process and its descendants in a background thread."""
+
+    def __init__(self, pid: int, interval: float = 0.02) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeRss:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        tree = {self.pid}
+        last_scan = 0.0
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now - last_scan > 0.25:  # new descendants appear rarely: rescan /proc sparingly
+                tree = _descendants(self.pid)
+                last_scan = now
+            self.peak_kb = max(self.peak_kb, sum(_rss_kb(pid) for pid in tree))
+            self._stop.wait(self.interval)
+
+
+def _descendants(root: int) -> set[int]:
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    tree = {root}
+    grew = True
+    while grew:
+        found = {pid for pid, parent in parents.items() if parent in tree} - tree
+        tree |= found
+        grew = bool(found)
+    return tree
+
+
+def _rss_kb(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def measure(contender: str, run_dir: Path, out: Path) -> dict[str, float]:
+    """Run one contender in a fresh interpreter and sample its process tree's memory."""
+    command = [sys.executable, __file__, "--child", contender, str(run_dir), str(out)]
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+    with TreeRss(proc.pid) as rss:
+        stdout, _ = proc.communicate()
+    if proc.returncode:
+        raise SystemExit(f"{contender} failed (exit {proc.returncode})")
+    result = json.loads(stdout.strip().splitlines()[-1])
+    result["sampled_peak_mb"] = rss.peak_kb / 1024
+    result["bound_mb"] = result["own_peak_mb"] + result["children"] * result["child_peak_mb"]
+    return result
+
+
+def generate(workdir: Path, size_gb: float, created: list[Path]) -> Path:
+    """A run directory of at least `size_gb` GB (1e9 bytes), reused when already complete."""
+    from evalpipe.samples import generate_dumps, run_dir_bytes
+
+    instances = math.ceil(size_gb * 1e9 / BYTES_PER_INSTANCE)
+    root = workdir / f"dumps-{instances}"
+    done = root / ".complete"
+    if not done.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        print(f"generating {instances} instances per task under {root} ...", flush=True)
+        created.append(root)
+        generate_dumps(root, runs=1, tasks=10, instances=instances)
+        done.touch()
+    (run_dir,) = [p.parent for p in root.rglob("metrics-all.jsonl")]
+    assert run_dir_bytes(run_dir) >= size_gb * 1e9, "sample smaller than requested"
+    return run_dir
+
+
+def input_bytes(run_dir: Path) -> int:
+    return sum(p.stat().st_size for k in TABLE_KINDS.values() for p in run_dir.glob(f"task-*-{k}"))
+
+
+def row_counts(paths: dict[str, Path]) -> dict[str, int]:
+    import pyarrow.parquet as pq
+
+    return {table: pq.ParquetFile(path).metadata.num_rows for table, path in paths.items()}
+
+
+def evalpipe_outputs(lake_root: Path) -> dict[str, Path]:
+    from evalpipe.lake import Lake
+
+    return {t: Lake(lake_root).partition_file(t, RUN_ID) for t in TABLE_KINDS}
+
+
+def row(label: str, mb: float, result: dict[str, float]) -> str:
+    seconds = result["seconds"]
+    return (
+        f"| {label:<24} | {mb:>8.0f} | {seconds:>7.2f} | {mb / seconds:>6.0f} "
+        f"| {result['sampled_peak_mb']:>11.0f} | {result['bound_mb']:>9.0f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-gb", type=float, default=1.0)
+    parser.add_argument("--scale", type=int, default=4)
+    parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--keep", action="store_true", help="keep the generated dumps for reuse")
+    parser.add_argument(
+        "--child", nargs=3, metavar=("CONTENDER", "RUN_DIR", "OUT"), help=argparse.SUPPRESS
+    )
+    args = parser.parse_args()
+    if args.child:
+        contender, run_dir, out = args.child
+        runner = run_evalpipe if contender == "evalpipe" else run_baseline
+        print(json.dumps(runner(Path(run_dir), Path(out))))
+        return
+    out = ROOT / "benchmarks" / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="ingest-", dir=out))
+    created: list[Path] = []
+    try:
+        bench(workdir, args.size_gb, args.scale, created)
+    finally:
+        if not args.keep:
+            for path in created if args.workdir else [workdir]:
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def bench(workdir: Path, size_gb: float, scale: int, created: list[Path]) -> None:
+    """Generate (or reuse) both runs, measure the three contenders, print the table."""
+    small = generate(workdir, size_gb, created)
+    large = generate(workdir, size_gb * scale, created)
+    outputs = workdir / "outputs"
+    shutil.rmtree(outputs, ignore_errors=True)
+    created.append(outputs)
+    mb = input_bytes(small) / 1e6
+    large_mb = input_bytes(large) / 1e6
+    print(f"machine: {os.cpu_count()} cores, load average before: {os.getloadavg()[0]:.2f}")
+    ours = measure("evalpipe", small, outputs / "evalpipe")
+    base = measure("baseline", small, outputs / "baseline")
+    ours_large = measure("evalpipe", large, outputs / "evalpipe-large")
+    print(f"load average after: {os.getloadavg()[0]:.2f}\n")
+    print("| contender                |  input MB |  wall s |   MB/s | peak RSS MB | bound MB |")
+    print("|--------------------------|----------:|--------:|-------:|------------:|---------:|")
+    print(row(f"evalpipe ({size_gb:g} GB)", mb, ours))
+    print(row(f"duckdb baseline ({size_gb:g} GB)", mb, base))
+    print(row(f"evalpipe ({size_gb * scale:g} GB)", large_mb, ours_large))
+    speedup = base["seconds"] / ours["seconds"]
+    time_growth = ours_large["seconds"] / ours["seconds"]
+    rss_growth = ours_large["sampled_peak_mb"] / ours["sampled_peak_mb"]
+    print(f"\nevalpipe is {speedup:.2f}x faster than the baseline")
+    print(
+        f"{large_mb / mb:.2f}x the input: {time_growth:.2f}x the time, {rss_growth:.2f}x the peak RSS"
+    )
+    ours_rows = row_counts(evalpipe_outputs(outputs / "evalpipe"))
+    base_rows = row_counts({t: outputs / "baseline" / f"{t}.parquet" for t in TABLE_KINDS})
+    verdict = "same" if ours_rows == base_rows else "DIFFERENT"
+    print(f"row counts: evalpipe {ours_rows}, baseline {base_rows}: {verdict}")
+
+
+if __name__ == "__main__":
+    main()
