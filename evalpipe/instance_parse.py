@@ -26,9 +26,8 @@ import os
 import struct
 import sys
 import traceback
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from operator import methodcaller
+from operator import itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -51,6 +50,12 @@ class TableShape:
     texts: tuple[str, ...]
     jsons: tuple[str, ...]
     row_has_task_name: bool
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The row keys read, in `ints, texts, jsons` order (plus the row's own task name)."""
+        own_task = ("task_name",) if self.row_has_task_name else ()
+        return (*self.ints, *self.texts, *self.jsons, *own_task)
 
     @property
     def columns(self) -> tuple[str, ...]:
@@ -146,6 +151,11 @@ _PLAIN_TEXT = {str, type(None)}
 _SUSPECT = object()  # a fast-path text that may hide a big integer: redo the row exactly
 
 
+def _may_hide_big_int(text: bytes) -> bool:
+    """`+` first: a one-byte search is several times faster, and `+` is rare in text."""
+    return b"+" in text and BIG_FLOAT_MARK in text
+
+
 def _loads_or_none(raw: bytes) -> Any:
     try:
         return orjson.loads(raw)
@@ -167,7 +177,7 @@ def _fast_text(value: Any) -> Any:
     if type(value) is int:
         return str(value)
     text = orjson.dumps(value)
-    return _SUSPECT if BIG_FLOAT_MARK in text else text.decode()
+    return _SUSPECT if _may_hide_big_int(text) else text.decode()
 
 
 @dataclass
@@ -181,8 +191,13 @@ class _Block:
     tasks: list[Any]
 
 
-def _getter(name: str) -> Callable[[dict], Any]:
-    return methodcaller("get", name)
+def _columns(rows: list[dict], names: tuple[str, ...]) -> list[list[Any]]:
+    """Each named field of every row, column by column (one C-level call per row); an absent
+    key reads as None."""
+    try:
+        return [list(column) for column in zip(*map(itemgetter(*names), rows), strict=True)]
+    except KeyError:
+        return [[row.get(name) for row in rows] for name in names]
 
 
 def _fast_block(rows: list[Any], shape: TableShape) -> tuple[_Block, set[int]]:
@@ -195,7 +210,10 @@ def _fast_block(rows: list[Any], shape: TableShape) -> tuple[_Block, set[int]]:
     if set(map(type, rows)) != {dict}:
         redo.update(i for i, row in enumerate(rows) if type(row) is not dict)
         rows = [row if type(row) is dict else {} for row in rows]
-    ints = [list(map(_getter(name), rows)) for name in shape.ints]
+    columns = _columns(rows, shape.fields)
+    ints = columns[: len(shape.ints)]
+    texts = columns[len(ints) : len(ints) + len(shape.texts)]
+    nested = columns[len(ints) + len(texts) : len(ints) + len(texts) + len(shape.jsons)]
     for values in ints:
         if set(map(type, values)) != {int} or min(values) < INT64_MIN or max(values) > INT64_MAX:
             redo.update(
@@ -203,21 +221,19 @@ def _fast_block(rows: list[Any], shape: TableShape) -> tuple[_Block, set[int]]:
                 for i, v in enumerate(values)
                 if type(v) is not int or not INT64_MIN <= v <= INT64_MAX
             )
-    texts = [list(map(_getter(name), rows)) for name in shape.texts]
     for n, values in enumerate(texts):
         if not set(map(type, values)) <= _PLAIN_TEXT:
             texts[n] = values = list(map(_fast_text, values))
             redo.update(i for i, v in enumerate(values) if v is _SUSPECT)
     jsons = []
-    for name in shape.jsons:
-        values = list(map(_getter(name), rows))
+    for values in nested:
         if None in values:
             jsons.append([b"" if v is None else orjson.dumps(v) for v in values])
         else:
             jsons.append(list(map(orjson.dumps, values)))
-        if BIG_FLOAT_MARK in b"".join(jsons[-1]):
-            redo.update(i for i, text in enumerate(jsons[-1]) if BIG_FLOAT_MARK in text)
-    tasks = list(map(_getter("task_name"), rows)) if shape.row_has_task_name else []
+        if _may_hide_big_int(b"".join(jsons[-1])):
+            redo.update(i for i, text in enumerate(jsons[-1]) if _may_hide_big_int(text))
+    tasks = columns[-1] if shape.row_has_task_name else []
     return _Block(ints, texts, jsons, tasks), redo
 
 

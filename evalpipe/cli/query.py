@@ -1,22 +1,370 @@
-"""Read-only questions on the warehouse: `evalpipe sql` (and the leaderboard commands)."""
+"""Read-only questions on the warehouse: `sql`, `runs`, `show`, `leaderboard`, `compare`,
+`significance`, `export`, `stats`.
+
+Each command is SQL (values always as `?` parameters) plus a call into `evalpipe.comparison` or
+`evalpipe.stats`; every one speaks `--format table|markdown|csv|json` through
+`evalpipe.output.render`. Unknown names exit 2 with the closest known ones.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from evalpipe import comparison
 from evalpipe.config import load_settings
-from evalpipe.output import render
-from evalpipe.warehouse import query
+from evalpipe.lake import Lake
+from evalpipe.output import FORMATS, render
+from evalpipe.suites import load_suites
+from evalpipe.warehouse import connect_read_only, query
+
+RUNS_SQL = r"""
+SELECT run_id, model, revision, status, n_tasks, n_aggregates, ingested_at FROM runs
+WHERE ?::VARCHAR IS NULL OR model ILIKE ? ESCAPE '\' ORDER BY run_id
+"""
+SCORES_SQL = """
+SELECT task_name, is_aggregate, primary_metric, primary_score, num_instances, evaluated_at
+FROM task_results WHERE run_id = ? ORDER BY is_aggregate DESC, task_name
+"""
+FAILED_CHECKS_SQL = """
+SELECT asset, "check", severity, blocking, description FROM run_checks
+WHERE run_id = ? AND NOT passed ORDER BY blocking DESC, asset, "check"
+"""
+TOP = "(?::BIGINT IS NULL OR rank <= ?)"
+BOARD_SQL = {
+    "overall": f"SELECT * FROM leaderboard_overall WHERE {TOP} ORDER BY rank, model, revision",
+    "benchmark": "SELECT * FROM leaderboard_benchmarks WHERE task_name = ? AND "
+    f"{TOP} ORDER BY rank, model, revision",
+    "task": r"SELECT * FROM leaderboard_tasks WHERE task_name ILIKE ? ESCAPE '\' AND "
+    f"{TOP} ORDER BY task_name, rank NULLS LAST, model, revision",
+}
+COMPARE_RUNS_SQL = "SELECT run_id, model, revision, status FROM runs WHERE list_contains(?, run_id)"
+COMPARE_TASKS_SQL = """
+SELECT run_id, task_name, is_aggregate, primary_metric, primary_score, model_config, task_config
+FROM task_results WHERE list_contains(?, run_id)
+"""
+TASK_METRICS_SQL = """
+SELECT run_id, task_name, is_aggregate, primary_metric FROM task_results WHERE run_id IN (?, ?)
+"""
+# The per-instance value of each task's own primary metric, read from the predictions' JSON.
+INSTANCE_VALUES_SQL = """
+SELECT p.run_id, p.task_name, p.doc_id,
+       TRY_CAST(json_extract(p.metrics, '$."' || t.primary_metric || '"') AS DOUBLE) AS value
+FROM predictions p JOIN task_results t USING (run_id, task_name)
+WHERE p.run_id IN (?, ?) AND list_contains(?, p.task_name)
+"""
+EXPORT_SQL = """
+SELECT * FROM task_results WHERE run_id = ? ORDER BY is_aggregate, task_idx NULLS LAST, task_name
+"""
+STATS_SQL = """
+SELECT (SELECT count(DISTINCT dump) FROM runs) AS dumps,
+       (SELECT count(*) FROM runs) AS runs,
+       (SELECT count(DISTINCT task_name) FROM task_results) AS tasks,
+       (SELECT count(*) FROM task_results) AS task_rows,
+       (SELECT count(*) FROM predictions) AS instances,
+       (SELECT max(ingested_at) FROM runs) AS last_ingest,
+       (SELECT count(*) FROM runs WHERE status = 'quarantined') AS quarantined_runs,
+       (SELECT coalesce(list(run_id ORDER BY run_id), []) FROM runs WHERE status = 'quarantined')
+         AS quarantined_run_ids
+"""
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sql", help="run a read-only SQL query on the warehouse")
+    p = _command(sub, "sql", cmd_sql, "run a read-only SQL query on the warehouse")
     p.add_argument("query")
-    p.add_argument("--format", choices=["table", "csv", "json"], default="table")
-    p.set_defaults(func=cmd_sql)
+
+    p = _command(sub, "runs", cmd_runs, "list ingested runs with their status")
+    p.add_argument("--model", metavar="PATTERN", help="model name glob (`*`, `?`) or substring")
+
+    p = _command(sub, "show", cmd_show, "one run: status, scores and failed checks")
+    p.add_argument("run_id", metavar="RUN_ID")
+
+    p = _command(sub, "leaderboard", cmd_leaderboard, "the overall, benchmark or task boards")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--benchmark", metavar="NAME", help="one aggregate, e.g. mmlu:mc::olmes")
+    which.add_argument("--task", metavar="PATTERN", help="task name glob (`*`, `?`) or substring")
+    p.add_argument("--top", type=_positive, metavar="N", help="ranks 1..N per board (ties kept)")
+
+    p = _command(sub, "compare", cmd_compare, "config differences, scores side by side, winner")
+    p.add_argument("run_ids", nargs="+", metavar="RUN_ID", help="two or more; deltas vs the first")
+
+    p = _command(sub, "significance", cmd_significance, "paired test of RUN_B against RUN_A")
+    p.add_argument("run_a", metavar="RUN_A", help="the baseline")
+    p.add_argument("run_b", metavar="RUN_B", help="the candidate; diff = mean_b - mean_a")
+    p.add_argument("--task", required=True, help="a task or an aggregate (stratified by member)")
+    p.add_argument("--method", choices=["bootstrap", "mcnemar"], default="bootstrap")
+    p.add_argument("--iterations", type=_positive, default=10_000, help="bootstrap resamples")
+    p.add_argument("--seed", type=int, default=0)
+
+    p = _command(sub, "export", cmd_export, "write a run's task_results rows to a file")
+    p.add_argument("run_id", metavar="RUN_ID")
+    p.add_argument(
+        "--output", type=Path, required=True, metavar="FILE", help="FILE.json, .csv or .parquet"
+    )
+
+    _command(sub, "stats", cmd_stats, "what the warehouse holds, lake size, last ingest")
+
+
+def _command(
+    sub: argparse._SubParsersAction, name: str, func: Callable, help_text: str
+) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text)
+    p.add_argument("--format", choices=FORMATS, default="table")
+    p.set_defaults(func=func)
+    return p
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    columns, rows = query(load_settings().warehouse, args.query)
-    print(render(columns, rows, args.format))
+    print(render(*query(load_settings().warehouse, args.query), args.format))
     return 0
+
+
+def cmd_runs(args: argparse.Namespace) -> int:
+    like = None if args.model is None else comparison.glob_to_like(args.model)
+    print(render(*query(load_settings().warehouse, RUNS_SQL, [like, like]), args.format))
+    return 0
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    """The run row (status and reason included), its scores (aggregates first), failed checks."""
+    path = load_settings().warehouse
+    (run_id,) = _existing_runs(path, [args.run_id])
+    _emit_sections(
+        [
+            Section(
+                "run", "run", *query(path, "SELECT * FROM runs WHERE run_id = ?", [run_id]), True
+            ),
+            Section("scores", "scores", *query(path, SCORES_SQL, [run_id])),
+            Section("failed_checks", "failed checks", *query(path, FAILED_CHECKS_SQL, [run_id])),
+        ],
+        args.format,
+        csv_section="scores",
+    )
+    return 0
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    """Overall board by default; a benchmark's rows; or the task boards matching a pattern."""
+    path = load_settings().warehouse
+    top = [args.top, args.top]
+    if args.benchmark is not None:
+        known = [
+            r[0] for r in query(path, "SELECT DISTINCT task_name FROM leaderboard_benchmarks")[1]
+        ]
+        if args.benchmark not in known:
+            raise ValueError(
+                comparison.unknown_name_message(
+                    "benchmark", args.benchmark, sorted(known), "evalpipe leaderboard --task '*'"
+                )
+            )
+        result = query(path, BOARD_SQL["benchmark"], [args.benchmark, *top])
+    elif args.task is not None:
+        result = query(path, BOARD_SQL["task"], [comparison.glob_to_like(args.task), *top])
+    else:
+        result = query(path, BOARD_SQL["overall"], top)
+    print(render(*result, args.format))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    if len(args.run_ids) < 2:
+        raise ValueError("compare needs at least two run ids")
+    if len(set(args.run_ids)) != len(args.run_ids):
+        raise ValueError("compare got the same run id twice")
+    path = load_settings().warehouse
+    run_ids = _existing_runs(path, args.run_ids)
+    runs = _frame(path, COMPARE_RUNS_SQL, [run_ids]).set_index("run_id").loc[run_ids].reset_index()
+    result = comparison.build_comparison(runs, _frame(path, COMPARE_TASKS_SQL, [run_ids]))
+    _emit_sections(
+        [
+            Section("runs", "runs", *result.runs),
+            Section("config_differences", "config differences", *result.config_differences),
+            Section("scores", "scores (deltas vs A)", *result.scores),
+            Section("winner", "winner (mean over common tasks)", *result.winner, record=True),
+        ],
+        args.format,
+        csv_section="scores",
+    )
+    return 0
+
+
+def cmd_significance(args: argparse.Namespace) -> int:
+    """Pair the two runs' instances of the task on doc_id and test the difference."""
+    settings = load_settings()
+    path = settings.warehouse
+    run_a, run_b = _existing_runs(path, [args.run_a, args.run_b])
+    if run_a == run_b:
+        raise ValueError("RUN_A and RUN_B are the same run")
+    plan = comparison.significance_plan(
+        args.task,
+        _frame(path, TASK_METRICS_SQL, [run_a, run_b]),
+        run_a,
+        run_b,
+        load_suites(settings.suites_file),
+    )
+    values = _frame(path, INSTANCE_VALUES_SQL, [run_a, run_b, list(plan.tasks)])
+    paired = comparison.pair_values(
+        values[values["run_id"] == run_a], values[values["run_id"] == run_b]
+    )
+    row = comparison.significance(
+        run_a,
+        run_b,
+        plan,
+        paired,
+        method=args.method,
+        iterations=args.iterations,
+        seed=args.seed,
+    )
+    _emit_record(comparison.SIGNIFICANCE_COLUMNS, row, args.format)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """The run's task_results rows (scores, metrics and configs as JSON text), one file."""
+    output: Path = args.output
+    writer = EXPORTERS.get(output.suffix.lower())
+    if writer is None:
+        raise ValueError(
+            f"{output}: unknown export format {output.suffix!r}; use {', '.join(EXPORTERS)}"
+        )
+    if not output.parent.is_dir():
+        raise ValueError(f"{output}: directory {output.parent} does not exist")
+    path = load_settings().warehouse
+    (run_id,) = _existing_runs(path, [args.run_id])
+    with connect_read_only(path) as con:
+        table = con.sql(EXPORT_SQL, params=[run_id]).to_arrow_table()
+    _write_atomically(output, lambda tmp: writer(table, tmp))
+    _emit_record(
+        ["run_id", "table", "rows", "output"],
+        (run_id, "task_results", table.num_rows, str(output)),
+        args.format,
+    )
+    return 0
+
+
+def cmd_stats(args: argparse.Namespace) -> int:
+    settings = load_settings()
+    columns, rows = query(settings.warehouse, STATS_SQL)
+    lake_mb = Lake(settings.lake).size_bytes() / 1e6
+    _emit_record(
+        [*columns[:5], "lake_mb", *columns[5:]], (*rows[0][:5], lake_mb, *rows[0][5:]), args.format
+    )
+    return 0
+
+
+def _existing_runs(path: Path, run_ids: Sequence[str]) -> list[str]:
+    """The run ids, if the warehouse knows them all; else the first unknown one, with hints."""
+    known = [r[0] for r in query(path, "SELECT run_id FROM runs ORDER BY run_id")[1]]
+    for run_id in run_ids:
+        if run_id not in known:
+            raise ValueError(comparison.unknown_name_message("run", run_id, known, "evalpipe runs"))
+    return list(run_ids)
+
+
+def _frame(path: Path, sql: str, params: Sequence[Any]) -> pd.DataFrame:
+    columns, rows = query(path, sql, params)
+    return pd.DataFrame(rows, columns=columns)
+
+
+@dataclass(frozen=True)
+class Section:
+    """One part of a multi-part answer; a `record` is a single row shown as field/value pairs."""
+
+    key: str
+    title: str
+    columns: list[str]
+    rows: list[tuple]
+    record: bool = False
+
+
+def _emit_sections(sections: list[Section], fmt: str, csv_section: str) -> None:
+    """JSON: one object keyed by section; CSV: the one tabular section a spreadsheet wants;
+    table/markdown: each section under a heading."""
+    if fmt == "json":
+        answer = {s.key: _json_rows(s.columns, s.rows, s.record) for s in sections}
+        print(json.dumps(answer, ensure_ascii=False, indent=2))
+        return
+    if fmt == "csv":
+        (section,) = [s for s in sections if s.key == csv_section]
+        print(render(section.columns, section.rows, fmt))
+        return
+    heading = "## {}" if fmt == "markdown" else "{}:"
+    blocks = []
+    for s in sections:
+        columns, rows = _transposed(s.columns, s.rows) if s.record else (s.columns, s.rows)
+        blocks.append(heading.format(s.title) + "\n" + render(columns, rows, fmt))
+    print("\n\n".join(blocks))
+
+
+def _emit_record(columns: list[str], row: tuple, fmt: str) -> None:
+    """A one-row answer: a JSON object, a one-row CSV, or field/value pairs to read down."""
+    if fmt == "json":
+        print(json.dumps(_json_rows(columns, [row], record=True), ensure_ascii=False, indent=2))
+    elif fmt == "csv":
+        print(render(columns, [_flat_row(row)], fmt))
+    else:
+        print(render(*_transposed(columns, [row]), fmt))
+
+
+def _json_rows(columns: list[str], rows: list[tuple], record: bool) -> Any:
+    objects = json.loads(render(columns, rows, "json"))
+    return (objects[0] if objects else None) if record else objects
+
+
+def _transposed(columns: list[str], rows: list[tuple]) -> tuple[list[str], list[tuple]]:
+    values = _flat_row(rows[0]) if rows else [None] * len(columns)
+    return ["field", "value"], list(zip(columns, values, strict=True))
+
+
+def _flat_row(row: Sequence[Any]) -> list[Any]:
+    """Lists (e.g. quarantined run ids) as one comma-separated cell outside JSON."""
+    return [", ".join(map(str, v)) if isinstance(v, list) else v for v in row]
+
+
+def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
+    """Write beside the target and rename over it: a reader never sees half a file."""
+    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    try:
+        write(tmp)
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _export_text(fmt: str) -> Callable[[pa.Table, Path], None]:
+    """JSON (a list of objects) and CSV as the CLI renders them: ISO timestamps, JSON text
+    columns kept as text, so a file round-trips to the warehouse rows."""
+
+    def write(table: pa.Table, path: Path) -> None:
+        rows = [tuple(r.values()) for r in table.to_pylist()]
+        path.write_text(render(table.column_names, rows, fmt) + "\n", encoding="utf-8")
+
+    return write
+
+
+def _export_parquet(table: pa.Table, path: Path) -> None:
+    pq.write_table(table, path, compression="zstd")
+
+
+EXPORTERS: dict[str, Callable[[pa.Table, Path], None]] = {
+    ".json": _export_text("json"),
+    ".csv": _export_text("csv"),
+    ".parquet": _export_parquet,
+}

@@ -15,7 +15,8 @@ from pathlib import Path
 import dagster as dg
 
 from evalpipe.config import Settings
-from evalpipe.defs.olmes.ingest_state import ingest_tags, pending_scans
+from evalpipe.defs.integrity.checks import PER_RUN_CHECKS_STEP
+from evalpipe.defs.olmes.ingest_state import OUTCOME_TAG, QUARANTINED, ingest_tags, pending_scans
 from evalpipe.defs.partitions import olmes_runs
 from evalpipe.formats.olmes import RunScan, scan_dumps
 
@@ -41,11 +42,14 @@ def quiet_run_config(log_level: str) -> dict:
 
 @dataclass
 class RunOutcome:
+    """`ok`: the run's tables were written; `quarantined`: and a blocking check then failed."""
+
     run_id: str
     ok: bool
     seconds: float
     dagster_run_id: str
     errors: list[str] = field(default_factory=list)
+    quarantined: bool = False
 
 
 @dataclass
@@ -138,8 +142,16 @@ def _ingest_one(
         raise_on_error=False,
     )
     seconds = time.perf_counter() - started
-    outcome = RunOutcome(scan.run_id, result.success, seconds, result.run_id, step_errors(result))
-    if outcome.ok:
+    failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
+    quarantined = failed_steps == {PER_RUN_CHECKS_STEP}
+    if quarantined:
+        instance.add_run_tags(result.run_id, {OUTCOME_TAG: QUARANTINED})
+    ok = result.success or quarantined
+    errors = [] if quarantined else step_errors(result)
+    outcome = RunOutcome(scan.run_id, ok, seconds, result.run_id, errors, quarantined)
+    if quarantined:
+        progress(f"      ingested in {seconds:.1f}s, QUARANTINED: a blocking check failed")
+    elif outcome.ok:
         progress(f"      ok in {seconds:.1f}s")
     else:
         for message in outcome.errors:

@@ -346,6 +346,17 @@ def _add_task_result_ranges(add: Any, gxe: Any, column: Any) -> None:
         ),
         "num_instances",
     )
+    # A score that is not a number in the source is stored as NULL; on metrics-all rows (which
+    # always carry one) that NULL is the type break, so it must fail here, not vanish.
+    add(
+        gxe.ExpectColumnValuesToNotBeNull(
+            column="primary_score",
+            row_condition=column("source") == "metrics-all",
+            description="primary_score is a number on metrics-all rows",
+        ),
+        "primary_score",
+        "source",
+    )
     add(
         gxe.ExpectColumnValuesToNotBeNull(
             column="evaluated_at",

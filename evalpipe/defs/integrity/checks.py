@@ -24,6 +24,7 @@ from evalpipe.lake import SCHEMAS
 from evalpipe.suites import load_suites
 from evalpipe.warehouse import connect_read_only, read_runs_with_status, sql_identifier
 
+PER_RUN_CHECKS_STEP = "run_integrity_checks"
 SEVERITY = {"ERROR": dg.AssetCheckSeverity.ERROR, "WARN": dg.AssetCheckSeverity.WARN}
 
 
@@ -40,7 +41,7 @@ def _metadata_value(value: object) -> dg.MetadataValue:
 
 
 @dg.multi_asset_check(
-    name="run_integrity_checks",
+    name=PER_RUN_CHECKS_STEP,
     specs=[
         dg.AssetCheckSpec(
             name=check,

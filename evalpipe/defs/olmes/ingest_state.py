@@ -12,6 +12,8 @@ import dagster as dg
 from evalpipe.formats.olmes import RunScan
 
 INGEST_KEY_TAG = "evalpipe/ingest_key"
+OUTCOME_TAG = "evalpipe/outcome"
+QUARANTINED = "quarantined"
 BATCH = 500
 
 
@@ -24,7 +26,8 @@ def seen_ingest_keys(
     keys: Sequence[str],
     statuses: Iterable[dg.DagsterRunStatus] | None = None,
 ) -> set[str]:
-    """The subset of `keys` that some run (in one of `statuses`, if given) already carries."""
+    """The subset of `keys` that some run already carries: any run, or with `statuses` given,
+    runs in those statuses plus runs whose tables were written but then quarantined."""
     seen: set[str] = set()
     status_list = list(statuses) if statuses is not None else []
     for start in range(0, len(keys), BATCH):
@@ -32,6 +35,9 @@ def seen_ingest_keys(
         records = instance.get_run_records(
             dg.RunsFilter(tags={INGEST_KEY_TAG: chunk}, statuses=status_list)
         )
+        if status_list:
+            quarantined = {INGEST_KEY_TAG: chunk, OUTCOME_TAG: QUARANTINED}
+            records += instance.get_run_records(dg.RunsFilter(tags=quarantined))
         seen.update(r.dagster_run.tags[INGEST_KEY_TAG] for r in records)
     return seen
 
