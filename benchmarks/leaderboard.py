@@ -12,13 +12,19 @@ instances on one task. Then times:
     `build_leaderboards`, write the three derived tables) followed by what the `warehouse`
     asset does (`build_warehouse`);
 (b) `evalpipe leaderboard` and (c) `evalpipe significance ... --iterations N`, each as a
-    subprocess of the installed CLI, wall time including interpreter start-up and imports
-    (median of `--repeat`); `evalpipe --help` alone is shown for the start-up share.
+    subprocess of the installed CLI: wall time including interpreter start-up and imports
+    (median of `--repeat`; the target applies to it), and the same command called in this
+    warm process (its own work). `evalpipe --help` alone shows the start-up share.
+
+The answers are checked too: one leaderboard row per (model, revision), every instance paired.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
+import json
 import os
 import shutil
 import statistics
@@ -156,15 +162,46 @@ def timed(action: Callable[[], object]) -> float:
     return time.perf_counter() - started
 
 
-def cli_seconds(home: Path, argv: list[str], repeat: int) -> float:
-    """Median wall time of the CLI as a person runs it (start-up included); fails loudly."""
+def cli_seconds(home: Path, argv: list[str], repeat: int) -> tuple[float, str]:
+    """Median wall time of the CLI as a person runs it (start-up included), and its output."""
     env = {**os.environ, "EVALPIPE_HOME": str(home)}
     times = []
     for _ in range(repeat):
         started = time.perf_counter()
-        subprocess.run([str(EVALPIPE), *argv], env=env, check=True, capture_output=True)
+        done = subprocess.run([str(EVALPIPE), *argv], env=env, check=True, capture_output=True)
         times.append(time.perf_counter() - started)
-    return statistics.median(times)
+    return statistics.median(times), done.stdout.decode()
+
+
+def in_process_seconds(home: Path, argv: list[str]) -> float:
+    """The same command called in this (warm) process: its own work, without start-up."""
+    from evalpipe.cli import main as evalpipe_main
+
+    os.environ["EVALPIPE_HOME"] = str(home)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return timed(lambda: evalpipe_main(argv))
+
+
+def measure(home: Path, args: argparse.Namespace) -> list[tuple]:
+    """(step, wall seconds, in-process seconds, target) per timed step; checks the answers."""
+    rebuild_s = timed(lambda: rebuild(Lake(home / "lake"), home / "warehouse.duckdb"))
+    rows: list[tuple] = [("rebuild leaderboards + warehouse", rebuild_s, rebuild_s, "rebuild")]
+    startup, _ = cli_seconds(home, ["--help"], args.repeat)
+    rows.append(("evalpipe --help (start-up only)", startup, None, None))
+    board = ["leaderboard", "--format", "json"]
+    seconds, out = cli_seconds(home, board, args.repeat)
+    expected = min(args.runs, MODELS_PER_REVISION * len(REVISIONS))
+    assert len(json.loads(out)) == expected, "leaderboard: one row per (model, revision)"
+    rows.append(("evalpipe leaderboard", seconds, in_process_seconds(home, board), "leaderboard"))
+    significance = [
+        "significance", run_id(0), run_id(1), "--task", PAIRED_TASK,
+        "--iterations", str(args.iterations), "--format", "json",
+    ]  # fmt: skip
+    seconds, out = cli_seconds(home, significance, args.repeat)
+    assert json.loads(out)["n_paired"] == args.instances, "significance: every instance paired"
+    label = f"evalpipe significance ({args.instances} paired, {args.iterations} iterations)"
+    rows.append((label, seconds, in_process_seconds(home, significance), "significance"))
+    return rows
 
 
 def main() -> int:
@@ -174,40 +211,29 @@ def main() -> int:
     parser.add_argument("--instances", type=int, default=5000)
     parser.add_argument("--iterations", type=int, default=10_000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--workdir", type=Path, help="where to build (default: a temporary dir)")
-    parser.add_argument("--keep", action="store_true", help="keep the synthetic home")
+    parser.add_argument(
+        "--workdir", type=Path, help="an empty directory to build in (default: temporary)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args()
 
     home = args.workdir or Path(tempfile.mkdtemp(prefix="evalpipe-bench-"))
-    lake = Lake(home / "lake")
     try:
+        lake = Lake(home / "lake")
         print(f"writing {args.runs} runs x {args.tasks} tasks to {lake.root} ...", flush=True)
-        print(
-            f"  done in {timed(lambda: build_lake(lake, args.runs, args.tasks, args.instances)):.1f} s"
-        )
-        significance = [
-            "significance", run_id(0), run_id(1), "--task", PAIRED_TASK,
-            "--iterations", str(args.iterations),
-        ]  # fmt: skip
-        rows = [
-            ("rebuild leaderboards + warehouse", "rebuild", timed(lambda: rebuild(lake, home / "warehouse.duckdb"))),
-            ("evalpipe --help (start-up only)", None, cli_seconds(home, ["--help"], args.repeat)),
-            ("evalpipe leaderboard", "leaderboard", cli_seconds(home, ["leaderboard"], args.repeat)),
-            (
-                f"evalpipe significance ({args.instances} paired, {args.iterations} iterations)",
-                "significance",
-                cli_seconds(home, significance, args.repeat),
-            ),
-        ]  # fmt: skip
+        seconds = timed(lambda: build_lake(lake, args.runs, args.tasks, args.instances))
+        print(f"  written in {seconds:.1f} s (not part of any target)\n")
         table = [
-            (label, seconds, TARGETS.get(key), _verdict(seconds, TARGETS.get(key)))
-            for label, key, seconds in rows
+            (step, wall, work, TARGETS.get(key), _verdict(wall, TARGETS.get(key)))
+            for step, wall, work, key in measure(home, args)
         ]
-        print(render(["step", "seconds", "target_s", "result"], table, "table"))
-        return 0 if all(r[3] != "FAIL" for r in table) else 1
+        print(render(["step", "wall_s", "in_process_s", "target_s", "result"], table, "table"))
+        return 0 if all(row[-1] != "FAIL" for row in table) else 1
     finally:
-        if not args.keep and args.workdir is None:
+        if args.workdir is None and not args.keep:
             shutil.rmtree(home, ignore_errors=True)
+        elif args.keep:
+            print(f"kept {home}")
 
 
 def _verdict(seconds: float, target: float | None) -> str:

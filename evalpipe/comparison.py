@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import string
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import orjson
 import pandas as pd
 
 from evalpipe.stats import Paired, mcnemar_exact, pair_instances, paired_bootstrap
@@ -316,12 +318,29 @@ class PairedValues:
     unscored_b: int
 
 
-def pair_values(a: pd.DataFrame, b: pd.DataFrame) -> PairedValues:
-    """Pair two runs' instance values (task_name, doc_id, value) on task_name and doc_id.
+def instance_values(predictions: pd.DataFrame, task_rows: pd.DataFrame) -> pd.DataFrame:
+    """Each prediction's value of its own task's primary metric, read from its metrics JSON.
+
+    `predictions` has run_id, task_name, doc_id, metrics; `task_rows` has run_id, task_name,
+    primary_metric. The value is NaN where the metric is absent or not a number.
+    """
+    metrics = task_rows[["run_id", "task_name", "primary_metric"]]
+    rows = predictions.merge(metrics, on=["run_id", "task_name"], how="left")
+    values = [
+        _metric_value(text, name)
+        for text, name in zip(rows["metrics"], rows["primary_metric"], strict=True)
+    ]
+    return rows[["run_id", "task_name", "doc_id"]].assign(value=pd.Series(values, dtype=float))
+
+
+def pair_values(values: pd.DataFrame, run_a: str, run_b: str) -> PairedValues:
+    """Pair two runs' instance values (run_id, task_name, doc_id, value) on task_name and
+    doc_id.
 
     An instance without a value for its primary metric cannot be paired: it is counted as
     unscored instead of entering the test as NaN or vanishing.
     """
+    a, b = (values[values["run_id"] == r] for r in (run_a, run_b))
     paired = pair_instances(
         a.dropna(subset=["value"]), b.dropna(subset=["value"]), stratum="task_name"
     )
@@ -330,6 +349,17 @@ def pair_values(a: pd.DataFrame, b: pd.DataFrame) -> PairedValues:
         unscored_a=int(a["value"].isna().sum()),
         unscored_b=int(b["value"].isna().sum()),
     )
+
+
+def _metric_value(text: Any, name: Any) -> float | None:
+    """A number from a metrics JSON object (booleans count as 0/1); None for anything else."""
+    if not isinstance(text, str) or not isinstance(name, str):
+        return None
+    value = orjson.loads(text)
+    number = value.get(name) if isinstance(value, dict) else None
+    if isinstance(number, (int, float)) and not (isinstance(number, float) and math.isnan(number)):
+        return float(number)
+    return None
 
 
 SIGNIFICANCE_COLUMNS = [

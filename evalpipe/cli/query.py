@@ -56,26 +56,25 @@ FROM task_results WHERE list_contains(?, run_id)
 TASK_METRICS_SQL = """
 SELECT run_id, task_name, is_aggregate, primary_metric FROM task_results WHERE run_id IN (?, ?)
 """
-# The per-instance value of each task's own primary metric, read from the predictions' JSON.
-INSTANCE_VALUES_SQL = """
-SELECT p.run_id, p.task_name, p.doc_id,
-       TRY_CAST(json_extract(p.metrics, '$."' || t.primary_metric || '"') AS DOUBLE) AS value
-FROM predictions p JOIN task_results t USING (run_id, task_name)
-WHERE p.run_id IN (?, ?) AND list_contains(?, p.task_name)
+PREDICTIONS_SQL = """
+SELECT run_id, task_name, doc_id, metrics FROM predictions
+WHERE run_id IN (?, ?) AND list_contains(?, task_name)
 """
 EXPORT_SQL = """
 SELECT * FROM task_results WHERE run_id = ? ORDER BY is_aggregate, task_idx NULLS LAST, task_name
 """
+# One scan per table: every subquery over a view re-reads the lake.
 STATS_SQL = """
-SELECT (SELECT count(DISTINCT dump) FROM runs) AS dumps,
-       (SELECT count(*) FROM runs) AS runs,
-       (SELECT count(DISTINCT task_name) FROM task_results) AS tasks,
-       (SELECT count(*) FROM task_results) AS task_rows,
-       (SELECT count(*) FROM predictions) AS instances,
-       (SELECT max(ingested_at) FROM runs) AS last_ingest,
-       (SELECT count(*) FROM runs WHERE status = 'quarantined') AS quarantined_runs,
-       (SELECT coalesce(list(run_id ORDER BY run_id), []) FROM runs WHERE status = 'quarantined')
-         AS quarantined_run_ids
+WITH r AS (
+  SELECT count(DISTINCT dump) AS dumps, count(*) AS runs, max(ingested_at) AS last_ingest,
+         count(*) FILTER (status = 'quarantined') AS quarantined_runs,
+         coalesce(list(run_id ORDER BY run_id) FILTER (status = 'quarantined'), [])
+           AS quarantined_run_ids
+  FROM runs
+), t AS (SELECT count(DISTINCT task_name) AS tasks, count(*) AS task_rows FROM task_results)
+SELECT r.dumps, r.runs, t.tasks, t.task_rows, (SELECT count(*) FROM predictions) AS instances,
+       r.last_ingest, r.quarantined_runs, r.quarantined_run_ids
+FROM r, t
 """
 
 
@@ -206,28 +205,28 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_significance(args: argparse.Namespace) -> int:
-    """Pair the two runs' instances of the task on doc_id and test the difference."""
+    """Pair the two runs' instances of the task on doc_id and test the difference.
+
+    Two queries on the happy path (each scans a whole lake table through its view): the runs'
+    task rows, which also prove both runs exist, then the task's predictions.
+    """
     settings = load_settings()
     path = settings.warehouse
-    run_a, run_b = _existing_runs(path, [args.run_a, args.run_b])
+    run_a, run_b = args.run_a, args.run_b
     if run_a == run_b:
         raise ValueError("RUN_A and RUN_B are the same run")
-    plan = comparison.significance_plan(
-        args.task,
-        _frame(path, TASK_METRICS_SQL, [run_a, run_b]),
-        run_a,
-        run_b,
-        load_suites(settings.suites_file),
-    )
-    values = _frame(path, INSTANCE_VALUES_SQL, [run_a, run_b, list(plan.tasks)])
-    paired = comparison.pair_values(
-        values[values["run_id"] == run_a], values[values["run_id"] == run_b]
-    )
+    task_rows = _frame(path, TASK_METRICS_SQL, [run_a, run_b])
+    if set(task_rows["run_id"]) != {run_a, run_b}:
+        _existing_runs(path, [run_a, run_b])
+    suites = load_suites(settings.suites_file)
+    plan = comparison.significance_plan(args.task, task_rows, run_a, run_b, suites)
+    predictions = _frame(path, PREDICTIONS_SQL, [run_a, run_b, list(plan.tasks)])
+    values = comparison.instance_values(predictions, task_rows)
     row = comparison.significance(
         run_a,
         run_b,
         plan,
-        paired,
+        comparison.pair_values(values, run_a, run_b),
         method=args.method,
         iterations=args.iterations,
         seed=args.seed,
@@ -270,10 +269,13 @@ def cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _existing_runs(path: Path, run_ids: Sequence[str]) -> list[str]:
-    """The run ids, if the warehouse knows them all; else the first unknown one, with hints."""
-    known = [r[0] for r in query(path, "SELECT run_id FROM runs ORDER BY run_id")[1]]
+    """The run ids, if the warehouse knows them all; else an error naming the first unknown
+    one with the closest known ids (listing every run only then)."""
+    sql = "SELECT run_id FROM runs WHERE list_contains(?, run_id)"
+    found = {r[0] for r in query(path, sql, [list(run_ids)])[1]}
     for run_id in run_ids:
-        if run_id not in known:
+        if run_id not in found:
+            known = [r[0] for r in query(path, "SELECT run_id FROM runs ORDER BY run_id")[1]]
             raise ValueError(comparison.unknown_name_message("run", run_id, known, "evalpipe runs"))
     return list(run_ids)
 
