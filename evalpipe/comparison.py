@@ -53,9 +53,10 @@ def suggest(name: str, known: Sequence[str], limit: int = 3) -> list[str]:
 
 def unknown_name_message(kind: str, name: str, known: Sequence[str], hint: str) -> str:
     """`no run 'x'; see `evalpipe runs`` plus the closest known names, if any."""
-    message = f"no {kind} {name!r}; see `{hint}`"
     close = suggest(name, known)
-    return message + (f" (did you mean: {', '.join(close)}?)" if close else "")
+    return f"no {kind} {name!r}; {hint}" + (
+        f" (did you mean: {', '.join(close)}?)" if close else ""
+    )
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -71,9 +72,10 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def parse_config(text: str | None) -> dict[str, Any]:
-    """A JSON-text config column as a dict; NULL (or a non-object) counts as empty."""
-    value = json.loads(text) if text else {}
+def parse_config(text: Any) -> dict[str, Any]:
+    """A JSON-text config column as a dict; NULL (None or NaN in a frame) or a non-object
+    counts as empty."""
+    value = json.loads(text) if isinstance(text, str) and text else {}
     return value if isinstance(value, dict) else {}
 
 
@@ -210,7 +212,8 @@ def _scores_table(
 ) -> Table:
     """task_name × run primary scores, each later run followed by its delta to the first."""
     first = run_ids[0]
-    meta = task_rows.groupby("task_name").agg(
+    flagged = task_rows.assign(is_aggregate=task_rows["is_aggregate"].map(_truthy))
+    meta = flagged.groupby("task_name").agg(
         is_aggregate=("is_aggregate", "max"),
         primary_metric=("primary_metric", lambda s: " / ".join(sorted(set(s.dropna())))),
     )
@@ -218,7 +221,7 @@ def _scores_table(
     for run_id in run_ids[1:]:
         columns += [labels[run_id], f"{labels[run_id]}-{labels[first]}"]
     rows = []
-    for task in sorted(scores.index, key=lambda t: (bool(meta.at[t, "is_aggregate"]), t)):
+    for task in sorted(scores.index, key=lambda t: (meta.at[t, "is_aggregate"], t)):
         cells: list[Any] = [_float(scores.at[task, first])]
         for run_id in run_ids[1:]:
             score = _float(scores.at[task, run_id])
@@ -274,7 +277,7 @@ def significance_plan(
     rows_a, rows_b = (rows[rows["run_id"] == r].set_index("task_name") for r in (run_a, run_b))
     for run_id, run_rows in ((run_a, rows_a), (run_b, rows_b)):
         if task not in run_rows.index:
-            hint = f"evalpipe show {run_id}"
+            hint = f"see `evalpipe show {run_id}`"
             raise ValueError(unknown_name_message("task", task, list(run_rows.index), hint))
     if not _truthy(rows_a.at[task, "is_aggregate"]):
         return SignificancePlan(task, (task,), False, _shared_metric(task, rows_a, rows_b))
@@ -396,16 +399,16 @@ def significance(
             f"{plan.task!r} is a macro average of its members; McNemar tests a pooled 0/1 "
             "score, use --method bootstrap"
         )
+    if method == "mcnemar" and not (_is_binary(paired.a) and _is_binary(paired.b)):
+        raise ValueError(
+            f"--method mcnemar needs 0/1 instance values; {plan.metric} of {plan.task!r} "
+            "has others (use --method bootstrap)"
+        )
     strata = paired.strata if plan.stratified else None
     boot = paired_bootstrap(paired.a, paired.b, iterations=iterations, seed=seed, strata=strata)
     n01 = n10 = None
     p_value = boot.p_value
     if method == "mcnemar":
-        if not (_is_binary(paired.a) and _is_binary(paired.b)):
-            raise ValueError(
-                f"--method mcnemar needs 0/1 instance values; {plan.metric} of {plan.task!r} "
-                "has others (use --method bootstrap)"
-            )
         test = mcnemar_exact(paired.a, paired.b)
         n01, n10, p_value = test.n01, test.n10, test.p_value
     return (
@@ -417,7 +420,7 @@ def significance(
 
 
 def _truthy(value: Any) -> bool:
-    return bool(value) and not pd.isna(value)
+    return not pd.isna(value) and bool(value)
 
 
 def _text(value: Any) -> str | None:

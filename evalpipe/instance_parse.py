@@ -1,19 +1,22 @@
 """The hot loop of the instance ingest: byte ranges of instance JSONL files → Arrow record batches.
 
-Run both in the ingesting process (one worker) and in worker processes started as
+Used in the ingesting process (one worker) and in worker processes started as
 `python -m evalpipe.instance_parse` (see `instance_tables`): a worker reads chunk jobs as JSON
 lines on stdin and answers each with one framed reply on stdout. Workers are fresh interpreters
-that import only this module, `lake` and `formats.jsonl` (no Dagster, no GX), whatever process
-started them.
+that import only this module and `formats.jsonl` (no Dagster, no GX, not even pandas: Arrow
+arrays are built from buffers, because converting Python lists makes pyarrow import pandas,
+0.3 s and 50 MB per worker).
 
-Each line takes a fast path (orjson) when it is an ordinary row and an exact path (the stdlib
-`json`) otherwise, so nothing is lost and every error names its line:
+Lines are parsed a block at a time: orjson reads the block, columns are pulled out with C-level
+`map`/`zip` (Python code per row would cost more than the parsing), and nested values are
+written back with orjson. Rows that path cannot vouch for are redone with the stdlib `json`, so
+nothing is lost and every error names its line:
 
-- orjson rejects `NaN`/`Infinity` and silently reads integers beyond 64 bits as floats. Such a float
-  is at least 9.2e18, and orjson writes every float that large with an exponent (`e+`), so a row
-  whose JSON text contains `e+` (rare in real text) is re-read exactly with the stdlib.
-- Anything else unusual (a non-object row, a non-integer `doc_id`, a value orjson rejects) is
-  also left to the exact path, which raises the precise `DumpFormatError`.
+- orjson rejects `NaN`/`Infinity` and silently reads integers beyond 64 bits as floats. Such a
+  float is at least 9.2e18, and orjson writes every float that large with an exponent (`e+`),
+  so a row whose JSON text contains `e+` (rare in real text) is re-read exactly.
+- Anything else unusual (a non-object row, a non-integer `doc_id`, a value orjson rejects) also
+  goes to the exact path, which raises the precise `DumpFormatError`.
 
 Line numbers inside a chunk are relative to the chunk; the caller adds the lines before it.
 """
@@ -27,7 +30,8 @@ import struct
 import sys
 import traceback
 from dataclasses import asdict, dataclass
-from operator import itemgetter
+from itertools import repeat
+from operator import is_not, itemgetter
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,6 +44,8 @@ from evalpipe.formats.jsonl import DumpFormatError, decode_line
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 BIG_FLOAT_MARK = b"e+"
 """orjson writes floats >= 1e16 (so every integer it could not keep) with this exponent."""
+BLOCK_ROWS = 512
+"""Rows parsed together: enough to amortize per-block costs, few enough to stay in cache."""
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,8 @@ class ChunkResult:
 
 Cells = tuple[list[int], list[str | None], list[bytes | None], Any]
 
+# --- the exact path: the stdlib `json`, precise errors ------------------------------------------
+
 
 def _exact_json(value: Any) -> bytes:
     """Stdlib JSON text (keeps NaN and big integers); escapes lone surrogates, which UTF-8 cannot hold."""
@@ -110,10 +118,18 @@ def _exact_json(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":")).encode()
 
 
-def _exact_text(value: Any) -> str | None:
+def _exact_text(path: str, line: int, name: str, value: Any) -> str | None:
     """VARCHAR of a scalar: str as is, int as decimal, None as NULL, anything else as JSON text."""
-    if value is None or isinstance(value, str):
+    if isinstance(value, str):
+        try:
+            value.encode()
+        except UnicodeEncodeError as exc:
+            raise DumpFormatError(
+                path, line, f"{name!r} is not valid Unicode: {exc.reason}"
+            ) from exc
         return value
+    if value is None:
+        return None
     if type(value) is int:
         return str(value)
     return _exact_json(value).decode()
@@ -139,14 +155,13 @@ def _exact_cells(path: str, line: int, raw: bytes, last: bool, shape: TableShape
     if not isinstance(row, dict):
         raise DumpFormatError(path, line, f"expected a JSON object, got {type(row).__name__}")
     ints = [_exact_int(path, line, row, name) for name in shape.ints]
-    texts = [_exact_text(row.get(name)) for name in shape.texts]
+    texts = [_exact_text(path, line, name, row.get(name)) for name in shape.texts]
     jsons = [None if row.get(n) is None else _exact_json(row[n]) for n in shape.jsons]
     return ints, texts, jsons, row.get("task_name")
 
 
-BLOCK_ROWS = 512
-"""Rows parsed together. Columns are pulled out of a block with C-level `map`, which costs far
-less than Python code per row; a block's parsed objects stay small (~10 MB for the widest rows)."""
+# --- the fast path: orjson, a block at a time ---------------------------------------------------
+
 _PLAIN_TEXT = {str, type(None)}
 _SUSPECT = object()  # a fast-path text that may hide a big integer: redo the row exactly
 
@@ -180,17 +195,6 @@ def _fast_text(value: Any) -> Any:
     return _SUSPECT if _may_hide_big_int(text) else text.decode()
 
 
-@dataclass
-class _Block:
-    """A block's columns as Python lists. JSON text is bytes, with b"" for NULL (JSON text is
-    never empty); `tasks` holds the rows' own `task_name` when the table's rows carry one."""
-
-    ints: list[list[Any]]
-    texts: list[list[Any]]
-    jsons: list[list[bytes]]
-    tasks: list[Any]
-
-
 def _columns(rows: list[dict], names: tuple[str, ...]) -> list[list[Any]]:
     """Each named field of every row, column by column (one C-level call per row); an absent
     key reads as None."""
@@ -198,6 +202,19 @@ def _columns(rows: list[dict], names: tuple[str, ...]) -> list[list[Any]]:
         return [list(column) for column in zip(*map(itemgetter(*names), rows), strict=True)]
     except KeyError:
         return [[row.get(name) for row in rows] for name in names]
+
+
+@dataclass
+class _Block:
+    """A block's columns as lists. JSON text is bytes, b"" for NULL (JSON text is never empty);
+    `joined` caches each JSON column's concatenation (None once a row was patched); `tasks` holds
+    the rows' own `task_name` when the table's rows carry one."""
+
+    ints: list[list[Any]]
+    texts: list[list[Any]]
+    jsons: list[list[bytes]]
+    joined: list[bytes | None]
+    tasks: list[Any]
 
 
 def _fast_block(rows: list[Any], shape: TableShape) -> tuple[_Block, set[int]]:
@@ -211,9 +228,9 @@ def _fast_block(rows: list[Any], shape: TableShape) -> tuple[_Block, set[int]]:
         redo.update(i for i, row in enumerate(rows) if type(row) is not dict)
         rows = [row if type(row) is dict else {} for row in rows]
     columns = _columns(rows, shape.fields)
-    ints = columns[: len(shape.ints)]
-    texts = columns[len(ints) : len(ints) + len(shape.texts)]
-    nested = columns[len(ints) + len(texts) : len(ints) + len(texts) + len(shape.jsons)]
+    n_ints, n_texts = len(shape.ints), len(shape.texts)
+    ints = columns[:n_ints]
+    texts = columns[n_ints : n_ints + n_texts]
     for values in ints:
         if set(map(type, values)) != {int} or min(values) < INT64_MIN or max(values) > INT64_MAX:
             redo.update(
@@ -225,16 +242,19 @@ def _fast_block(rows: list[Any], shape: TableShape) -> tuple[_Block, set[int]]:
         if not set(map(type, values)) <= _PLAIN_TEXT:
             texts[n] = values = list(map(_fast_text, values))
             redo.update(i for i, v in enumerate(values) if v is _SUSPECT)
-    jsons = []
-    for values in nested:
+    jsons, joined = [], []
+    for values in columns[n_ints + n_texts : n_ints + n_texts + len(shape.jsons)]:
         if None in values:
-            jsons.append([b"" if v is None else orjson.dumps(v) for v in values])
+            texts_of_column = [b"" if v is None else orjson.dumps(v) for v in values]
         else:
-            jsons.append(list(map(orjson.dumps, values)))
-        if _may_hide_big_int(b"".join(jsons[-1])):
-            redo.update(i for i, text in enumerate(jsons[-1]) if _may_hide_big_int(text))
+            texts_of_column = list(map(orjson.dumps, values))
+        data = b"".join(texts_of_column)
+        if _may_hide_big_int(data):
+            redo.update(i for i, text in enumerate(texts_of_column) if _may_hide_big_int(text))
+        jsons.append(texts_of_column)
+        joined.append(data)
     tasks = columns[-1] if shape.row_has_task_name else []
-    return _Block(ints, texts, jsons, tasks), redo
+    return _Block(ints, texts, jsons, joined, tasks), redo
 
 
 def _patch(block: _Block, row: int, cells: Cells) -> None:
@@ -246,76 +266,136 @@ def _patch(block: _Block, row: int, cells: Cells) -> None:
         column[row] = value
     for column, value in zip(block.jsons, jsons, strict=True):
         column[row] = b"" if value is None else value
+    block.joined = [None] * len(block.jsons)
     if block.tasks:
         block.tasks[row] = task
 
 
-def _json_array(texts: list[bytes]) -> pa.Array:
-    lengths = np.fromiter(map(len, texts), np.int64, len(texts))
-    offsets = np.zeros(len(texts) + 1, np.int32)
+# --- Arrow arrays from buffers ------------------------------------------------------------------
+
+
+def _offsets(lengths: np.ndarray) -> pa.Buffer:
+    if lengths.sum() >= 1 << 31:
+        raise ValueError("a block's text exceeds 2 GiB; use a smaller chunk_bytes")
+    offsets = np.zeros(len(lengths) + 1, np.int32)
     np.cumsum(lengths, out=offsets[1:])
+    return pa.py_buffer(offsets)
+
+
+def _validity(present: np.ndarray) -> pa.Buffer:
+    return pa.py_buffer(np.packbits(present, bitorder="little"))
+
+
+def _int64_array(values: list[int]) -> pa.Array:
+    return pa.Array.from_buffers(
+        pa.int64(), len(values), [None, pa.py_buffer(np.array(values, np.int64))]
+    )
+
+
+def _string_array(values: list[str | None]) -> pa.Array:
+    n = len(values)
+    nulls = values.count(None)
+    validity = None
+    if nulls:
+        validity = _validity(np.fromiter(map(is_not, values, repeat(None)), bool, n))
+        values = ["" if v is None else v for v in values]
+    text = "".join(values)
+    if text.isascii():
+        data, lengths = text.encode(), np.fromiter(map(len, values), np.int64, n)
+    else:
+        encoded = [v.encode() for v in values]
+        data, lengths = b"".join(encoded), np.fromiter(map(len, encoded), np.int64, n)
+    return pa.StringArray.from_buffers(n, _offsets(lengths), pa.py_buffer(data), validity, nulls)
+
+
+def _json_array(texts: list[bytes], joined: bytes | None) -> pa.Array:
+    n = len(texts)
+    lengths = np.fromiter(map(len, texts), np.int64, n)
     validity, nulls = None, 0
     if not lengths.all():
         present = lengths > 0
-        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
-        nulls = len(texts) - int(present.sum())
-    data = pa.py_buffer(b"".join(texts))
-    return pa.StringArray.from_buffers(len(texts), pa.py_buffer(offsets), data, validity, nulls)
+        validity, nulls = _validity(present), n - int(present.sum())
+    data = pa.py_buffer(b"".join(texts) if joined is None else joined)
+    return pa.StringArray.from_buffers(n, _offsets(lengths), data, validity, nulls)
+
+
+def _constant_array(text: str, n: int) -> pa.Array:
+    encoded = text.encode()
+    offsets = pa.py_buffer(np.arange(n + 1, dtype=np.int32) * len(encoded))
+    return pa.StringArray.from_buffers(n, offsets, pa.py_buffer(encoded * n))
+
+
+# --- chunks -------------------------------------------------------------------------------------
 
 
 @dataclass
 class _Lines:
-    """The non-blank lines of a chunk with their 1-based numbers; `last` is an unterminated one."""
+    """A block of a chunk's lines: line `i` of the block is line `first + i` of the chunk unless
+    blank lines were dropped (then `numbers` says); `last` is an unterminated last line."""
 
-    numbers: list[int]
+    first: int
     raws: list[bytes]
     last: int | None
+    numbers: list[int] | None = None
+
+    def number(self, i: int) -> int:
+        return self.first + i if self.numbers is None else self.numbers[i]
+
+    def without(self, blank: set[int]) -> _Lines:
+        keep = [i for i in range(len(self.raws)) if i not in blank]
+        raws = [self.raws[i] for i in keep]
+        return _Lines(self.first, raws, self.last, [self.number(i) for i in keep])
 
 
-def _block_batch(lines: _Lines, job: ChunkJob, result: ChunkResult) -> pa.RecordBatch:
-    """One block as a record batch; rows the fast path cannot vouch for are redone exactly."""
+def _block_batch(lines: _Lines, job: ChunkJob, result: ChunkResult) -> pa.RecordBatch | None:
+    """One block as a record batch (None if all blank); rows the fast path cannot vouch for are
+    redone exactly. Blank lines are skipped but counted, as `formats.jsonl.iter_raw_lines` does."""
     shape = SHAPES[job.table]
-    block, redo = _fast_block(_loads_all(lines.raws), shape)
-    for row in sorted(redo):
-        line = lines.numbers[row]
-        raw = lines.raws[row]
-        _patch(block, row, _exact_cells(job.path, line, raw, line == lines.last, shape))
+    rows = _loads_all(lines.raws)
+    if None in rows:
+        blank = {i for i, row in enumerate(rows) if row is None and not lines.raws[i].strip()}
+        if blank:
+            lines = lines.without(blank)
+            rows = [row for i, row in enumerate(rows) if i not in blank]
+            if not rows:
+                return None
+    block, redo = _fast_block(rows, shape)
+    for i in sorted(redo):
+        line = lines.number(i)
+        _patch(block, i, _exact_cells(job.path, line, lines.raws[i], line == lines.last, shape))
     tasks = block.tasks
     mismatches = len(tasks) - tasks.count(job.task_name) - tasks.count(None)
     if mismatches:
         result.mismatches += mismatches
         example = next(t for t in tasks if t is not None and t != job.task_name)
         result.mismatch_example = result.mismatch_example or str(example)
-    rows = len(lines.raws)
-    arrays = [pa.repeat(job.run_id, rows), pa.repeat(job.task_name, rows)]
-    arrays += [pa.array(values, pa.int64()) for values in block.ints]
-    arrays += [pa.array(values, pa.string()) for values in block.texts]
-    arrays += [_json_array(texts) for texts in block.jsons]
+    n = len(rows)
+    arrays = [_constant_array(job.run_id, n), _constant_array(job.task_name, n)]
+    arrays += [_int64_array(values) for values in block.ints]
+    arrays += [_string_array(values) for values in block.texts]
+    arrays += [_json_array(t, j) for t, j in zip(block.jsons, block.joined, strict=True)]
     return pa.RecordBatch.from_arrays(arrays, names=list(shape.columns))
 
 
 def parse_chunk(data: bytes, job: ChunkJob) -> ChunkResult:
-    """Parse the lines of one chunk into record batches of `BLOCK_ROWS` rows (the writer
+    """Parse the lines of one chunk into record batches of up to `BLOCK_ROWS` rows (the writer
     regroups them into row groups).
 
     A last line without a newline is parsed too: if it is complete JSON it is a row, if not the
-    error says the file looks truncated (still being written). Blank lines are skipped but
-    counted, as `formats.jsonl.iter_raw_lines` does.
+    error says the file looks truncated (still being written).
     """
     raws = data.split(b"\n")
     tail = raws.pop()  # what follows the last newline: empty unless the file ends without one
     result = ChunkResult([], len(raws) + bool(tail), 0, None)
     last = None
-    if tail.strip():
+    if tail:
         raws.append(tail)
         last = len(raws)
-    numbers = [n for n, raw in enumerate(raws, 1) if raw and not raw.isspace()]
-    if len(numbers) < len(raws):
-        raws = [raws[n - 1] for n in numbers]
     for start in range(0, len(raws), BLOCK_ROWS):
-        end = start + BLOCK_ROWS
-        block = _Lines(numbers[start:end], raws[start:end], last)
-        result.batches.append(_block_batch(block, job, result))
+        block = _Lines(start + 1, raws[start : start + BLOCK_ROWS], last)
+        batch = _block_batch(block, job, result)
+        if batch is not None:
+            result.batches.append(batch)
     return result
 
 

@@ -93,23 +93,6 @@ def leaderboard_overall(tasks_table: pd.DataFrame, task_choices: pd.DataFrame) -
     )
 
 
-def to_markdown(df: pd.DataFrame, max_rows: int = 10) -> str:
-    """Render the first ``max_rows`` rows as a GitHub markdown table (index omitted).
-
-    Hand-rolled so the Dagster previews need no `tabulate`. Floats get 4 decimals, missing
-    values render empty, numeric columns are right-aligned, and a footer says how many rows
-    were cut.
-    """
-    head = df.head(max_rows)
-    columns = [str(c) for c in df.columns]
-    align = ["---:" if pd.api.types.is_numeric_dtype(df[c]) else "---" for c in df.columns]
-    lines = [_markdown_row(columns), _markdown_row(align)]
-    lines += [_markdown_row([_cell(v) for v in row]) for row in head.itertuples(index=False)]
-    if len(df) > max_rows:
-        lines.append(f"\n_… {len(df) - max_rows} more rows ({len(df)} total)_")
-    return "\n".join(lines)
-
-
 def _leaderboard(
     runs: pd.DataFrame, task_results: pd.DataFrame, *, aggregates: bool
 ) -> LeaderboardResult:
@@ -169,18 +152,6 @@ def _lexicographic_rank(first: pd.Series, second: pd.Series) -> pd.Series:
     dense = [keys[c].rank(method="dense", ascending=False) for c in keys.columns]
     combined = dense[0] * (len(keys) + 1) + dense[1]
     return combined.rank(method="min").astype("Int64")
-
-
-def _markdown_row(cells: list[str]) -> str:
-    return "| " + " | ".join(cells) + " |"
-
-
-def _cell(value: object) -> str:
-    if pd.api.types.is_scalar(value) and pd.isna(value):
-        return ""
-    if isinstance(value, (float, np.floating)):
-        return f"{value:.4f}"
-    return str(value).replace("|", r"\|").replace("\n", " ")
 
 
 @dataclass(frozen=True, eq=False)

@@ -10,11 +10,18 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+import pandas as pd
+
 FORMATS = ("table", "markdown", "csv", "json")
+NO_ROWS = "_no rows_"
+
+
+def _missing(value: Any) -> bool:
+    return value is None or value is pd.NA or value is pd.NaT
 
 
 def _cell(value: Any) -> str:
-    if value is None:
+    if _missing(value):
         return ""
     if isinstance(value, float):
         return "nan" if math.isnan(value) else f"{value:.4f}"
@@ -48,7 +55,10 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
     cells = [[_cell(v) for v in row] for row in rows]
     if fmt == "markdown":
         lines = ["| " + " | ".join(columns) + " |", "|" + "|".join("---" for _ in columns) + "|"]
-        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+        lines += [
+            "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |"
+            for row in cells
+        ]
         return "\n".join(lines)
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -59,3 +69,27 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     ]
     return "\n".join(lines)
+
+
+def frame_markdown(frame: pd.DataFrame, limit: int = 5, max_chars: int | None = 80) -> str:
+    """The first `limit` rows of a frame as a markdown table for the UI: missing values read
+    `null`, numbers keep 6 significant digits (a 2e-06 difference must stay visible), long
+    cells are cut, and a footer says how many rows were left out."""
+    if frame.empty:
+        return NO_ROWS
+
+    def clip(value: Any) -> Any:
+        if _missing(value) or (isinstance(value, float) and math.isnan(value)):
+            return "null"
+        if isinstance(value, float):
+            return f"{value:.6g}"
+        if max_chars is None:
+            return value
+        text = str(value)
+        return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+
+    rows = [[clip(v) for v in row] for row in frame.head(limit).itertuples(index=False)]
+    text = render([str(c) for c in frame.columns], rows, "markdown")
+    if len(frame) > limit:
+        text += f"\n\n_{len(frame) - limit} more rows_"
+    return text

@@ -14,7 +14,6 @@ from evalpipe.leaderboard import (
     leaderboard_benchmarks,
     leaderboard_overall,
     leaderboard_tasks,
-    to_markdown,
 )
 
 DAY1 = pd.Timestamp("2025-01-01", tz="UTC")
@@ -318,25 +317,3 @@ def test_scale_smoke_120k_rows() -> None:
     assert (best["primary_score"] == best["task_name"].map(top)).all()
     assert set(best["task_name"]) == set(top.index)
     assert overall["mean_win_rate"].between(0, 1).all()
-
-
-def test_to_markdown_formats_and_truncates() -> None:
-    df = pd.DataFrame(
-        {
-            "model": ["a|b", "c", None],
-            "score": [0.123456, float("nan"), 1.0],
-            "rank": pd.array([1, None, 3], dtype="Int64"),
-        }
-    )
-
-    md = to_markdown(df, max_rows=2)
-
-    assert md.splitlines() == [
-        "| model | score | rank |",
-        "| --- | ---: | ---: |",
-        r"| a\|b | 0.1235 | 1 |",
-        "| c |  |  |",
-        "",
-        "_… 1 more rows (3 total)_",
-    ]
-    assert to_markdown(df).count("\n") == 4

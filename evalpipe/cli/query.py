@@ -32,6 +32,7 @@ RUNS_SQL = r"""
 SELECT run_id, model, revision, status, n_tasks, n_aggregates, ingested_at FROM runs
 WHERE ?::VARCHAR IS NULL OR model ILIKE ? ESCAPE '\' ORDER BY run_id
 """
+RUN_SQL = "SELECT * FROM runs WHERE run_id = ?"
 SCORES_SQL = """
 SELECT task_name, is_aggregate, primary_metric, primary_score, num_instances, evaluated_at
 FROM task_results WHERE run_id = ? ORDER BY is_aggregate DESC, task_name
@@ -106,6 +107,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
 
     p = _command(sub, "export", cmd_export, "write a run's task_results rows to a file")
+    p.epilog = (
+        "One row per task (aggregates last) with every task_results column: scores, the "
+        "metrics and configs as JSON text. task_metrics is the same metrics in long form, so "
+        "it is not exported."
+    )
     p.add_argument("run_id", metavar="RUN_ID")
     p.add_argument(
         "--output", type=Path, required=True, metavar="FILE", help="FILE.json, .csv or .parquet"
@@ -147,9 +153,7 @@ def cmd_show(args: argparse.Namespace) -> int:
     (run_id,) = _existing_runs(path, [args.run_id])
     _emit_sections(
         [
-            Section(
-                "run", "run", *query(path, "SELECT * FROM runs WHERE run_id = ?", [run_id]), True
-            ),
+            Section("run", "run", *query(path, RUN_SQL, [run_id]), record=True),
             Section("scores", "scores", *query(path, SCORES_SQL, [run_id])),
             Section("failed_checks", "failed checks", *query(path, FAILED_CHECKS_SQL, [run_id])),
         ],
@@ -168,10 +172,9 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
             r[0] for r in query(path, "SELECT DISTINCT task_name FROM leaderboard_benchmarks")[1]
         ]
         if args.benchmark not in known:
+            hint = f"known: {', '.join(sorted(known))}"
             raise ValueError(
-                comparison.unknown_name_message(
-                    "benchmark", args.benchmark, sorted(known), "evalpipe leaderboard --task '*'"
-                )
+                comparison.unknown_name_message("benchmark", args.benchmark, known, hint)
             )
         result = query(path, BOARD_SQL["benchmark"], [args.benchmark, *top])
     elif args.task is not None:
@@ -236,7 +239,7 @@ def cmd_significance(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """The run's task_results rows (scores, metrics and configs as JSON text), one file."""
+    """The run's task_results rows, by extension; task_metrics would only repeat `metrics`."""
     output: Path = args.output
     writer = EXPORTERS.get(output.suffix.lower())
     if writer is None:
@@ -276,7 +279,8 @@ def _existing_runs(path: Path, run_ids: Sequence[str]) -> list[str]:
     for run_id in run_ids:
         if run_id not in found:
             known = [r[0] for r in query(path, "SELECT run_id FROM runs ORDER BY run_id")[1]]
-            raise ValueError(comparison.unknown_name_message("run", run_id, known, "evalpipe runs"))
+            hint = "see `evalpipe runs`"
+            raise ValueError(comparison.unknown_name_message("run", run_id, known, hint))
     return list(run_ids)
 
 

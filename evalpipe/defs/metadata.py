@@ -7,6 +7,8 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 
+from evalpipe.output import frame_markdown
+
 
 def column_schema(schema: pa.Schema) -> dg.TableSchema:
     return dg.TableSchema(columns=[dg.TableColumn(f.name, str(f.type)) for f in schema])
@@ -25,10 +27,4 @@ def table_metadata(table: pa.Table, path: Path | None = None) -> dict[str, Any]:
 
 def markdown_preview(frame: pd.DataFrame, max_rows: int = 20) -> dg.MarkdownMetadataValue:
     """The first rows as a markdown table (an empty frame says so)."""
-    if frame.empty:
-        return dg.MetadataValue.md("_no rows_")
-    shown = frame.head(max_rows)
-    text = shown.to_markdown(index=False, floatfmt=".4f")
-    if len(frame) > max_rows:
-        text += f"\n\n_{len(frame) - max_rows} more rows_"
-    return dg.MetadataValue.md(text)
+    return dg.MetadataValue.md(frame_markdown(frame, limit=max_rows, max_chars=None))

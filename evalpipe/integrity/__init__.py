@@ -15,7 +15,7 @@ from evalpipe.integrity.gx_suites import (
     validate_requests,
     validate_task_results,
 )
-from evalpipe.integrity.outcome import CheckOutcome, Severity, markdown_rows
+from evalpipe.integrity.outcome import CheckOutcome, Severity
 from evalpipe.integrity.reconcile import (
     CHECK_AGGREGATE_MEMBERS,
     CHECK_AGGREGATES,
@@ -41,7 +41,6 @@ __all__ = [
     "Severity",
     "frame_from_arrow",
     "is_bounded_metric",
-    "markdown_rows",
     "reconcile_aggregates",
     "reconcile_prediction_counts",
     "reconcile_task_rows",

@@ -6,7 +6,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from evalpipe.integrity.outcome import CheckOutcome, markdown_rows
+from evalpipe.integrity.outcome import CheckOutcome
+from evalpipe.output import frame_markdown
 
 CHECK_LEADERBOARD_RUNS = "only_healthy_runs_ranked"
 CHECK_WAREHOUSE_VIEWS = "warehouse_views_match_lake"
@@ -32,7 +33,7 @@ def leaderboard_runs_healthy(
         metadata={
             "rows_checked": len(rows),
             "failures": len(offending),
-            "offending_rows": markdown_rows(offending),
+            "offending_rows": frame_markdown(offending),
         },
     )
 
@@ -59,6 +60,6 @@ def warehouse_matches_lake(
         metadata={
             "tables_checked": len(view_rows),
             "failures": len(differing),
-            "offending_rows": markdown_rows(pd.DataFrame(differing)),
+            "offending_rows": frame_markdown(pd.DataFrame(differing)),
         },
     )

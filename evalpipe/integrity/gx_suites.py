@@ -34,7 +34,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from evalpipe.integrity.outcome import CheckOutcome, markdown_rows
+from evalpipe.integrity.outcome import CheckOutcome
+from evalpipe.output import frame_markdown
 from evalpipe.suites import BUILTIN_SUITES, Suite
 
 if TYPE_CHECKING:
@@ -424,7 +425,7 @@ def _validate(
         "failures": len(failures),
         "failed_expectations": "; ".join(f.summary for f in failures),
         "unexpected_values": sum(f.count for f in failures),
-        "offending_rows": markdown_rows(offending, limit=OFFENDING_ROWS_SHOWN),
+        "offending_rows": frame_markdown(offending, limit=OFFENDING_ROWS_SHOWN),
         **(extra or {}),
     }
     files = source_file or _source_files(data, offending)

@@ -9,11 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import pandas as pd
-
 Severity = Literal["ERROR", "WARN"]
-
-NO_ROWS = "_no rows_"
 
 
 @dataclass(frozen=True)
@@ -31,25 +27,3 @@ class CheckOutcome:
     def blocking(self) -> bool:
         """ERROR checks block what depends on the asset when they fail; a WARN never does."""
         return self.severity == "ERROR"
-
-
-def markdown_rows(frame: pd.DataFrame, limit: int = 5, max_chars: int = 80) -> str:
-    """The first `limit` rows as a markdown table, long cells cut and `|` escaped so it renders."""
-    if frame.empty:
-        return NO_ROWS
-    shown = frame.head(limit).astype(object).map(lambda v: _cell(v, max_chars))
-    text = shown.to_markdown(index=False)
-    if len(frame) > limit:
-        text += f"\n\n_{len(frame) - limit} more rows_"
-    return text
-
-
-def _cell(value: Any, max_chars: int) -> Any:
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return "null"
-    if isinstance(value, float):
-        return value
-    text = str(value)
-    if len(text) > max_chars:
-        text = text[: max_chars - 1] + "…"
-    return text.replace("|", "\\|").replace("\n", " ")

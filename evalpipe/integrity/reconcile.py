@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from evalpipe.integrity.outcome import CheckOutcome, markdown_rows
+from evalpipe.integrity.outcome import CheckOutcome
+from evalpipe.output import frame_markdown
 from evalpipe.suites import Suite
 
 CHECK_TASK_ROWS = "task_rows_match_source"
@@ -77,7 +78,7 @@ def reconcile_task_rows(
             "duplicated_tasks": len(duplicated),
             "rows_without_task_name": unnamed,
             "failures": len(problems),
-            "offending_rows": markdown_rows(
+            "offending_rows": frame_markdown(
                 pd.DataFrame(problems, columns=["task_name", "problem"])
             ),
             "source_file": source_file,
@@ -127,7 +128,7 @@ def reconcile_prediction_counts(
         "skipped_without_num_instances": skipped,
         "predictions_rows": int(sum(prediction_counts.values())),
         "failures": len(offenders),
-        "offending_rows": markdown_rows(frame),
+        "offending_rows": frame_markdown(frame),
     }
     files = sorted({o["source_file"] for o in offenders if o["source_file"]})
     if files:
@@ -293,7 +294,7 @@ def _agreement_outcome(
         "unknown_suite_count": len(unknown),
         "tolerance": tolerance,
         "failures": len(wrong),
-        "offending_rows": markdown_rows(frame),
+        "offending_rows": frame_markdown(frame),
     }
     differences = [abs(a.difference) for a in wrong if a.difference is not None]
     if differences:
@@ -320,7 +321,7 @@ def _presence_outcome(checked: list[_Aggregate], unknown: list[str]) -> CheckOut
         "missing_members": "\n".join(f"{a.name}: {', '.join(a.missing)}" for a in incomplete),
         "unknown_suites": ", ".join(unknown),
         "failures": len(incomplete),
-        "offending_rows": markdown_rows(frame, max_chars=160),
+        "offending_rows": frame_markdown(frame, max_chars=160),
     }
     _add_source_files(metadata, incomplete)
     return CheckOutcome(CHECK_AGGREGATE_MEMBERS, not incomplete, "WARN", description, metadata)
@@ -352,7 +353,7 @@ def soft_findings(findings: Sequence[tuple[str, str, str]]) -> CheckOutcome:
         "findings": len(frame),
         "kinds": ", ".join(f"{kind}: {count}" for kind, count in sorted(kinds.items())),
         "failures": len(frame),
-        "offending_rows": markdown_rows(frame, max_chars=200),
+        "offending_rows": frame_markdown(frame, max_chars=200),
     }
     if not frame.empty:
         metadata["source_file"] = ", ".join(sorted(set(frame["file"])))

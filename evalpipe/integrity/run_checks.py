@@ -26,7 +26,7 @@ from evalpipe.integrity.gx_suites import (
     validate_requests,
     validate_task_results,
 )
-from evalpipe.integrity.outcome import CheckOutcome, markdown_rows
+from evalpipe.integrity.outcome import CheckOutcome
 from evalpipe.integrity.reconcile import (
     CHECK_AGGREGATE_MEMBERS,
     CHECK_AGGREGATES,
@@ -39,6 +39,7 @@ from evalpipe.integrity.reconcile import (
     soft_findings,
 )
 from evalpipe.lake import SCHEMAS, Lake
+from evalpipe.output import frame_markdown
 from evalpipe.reconstruct import plan_reconstruction
 from evalpipe.suites import Suite
 
@@ -105,7 +106,7 @@ def source_files_outcome(run_dir: Path) -> CheckOutcome:
         metadata={
             "files_compared": report.compared,
             "failures": len(rows),
-            "offending_rows": markdown_rows(frame),
+            "offending_rows": frame_markdown(frame),
             "source_file": str(run_dir / METRICS_ALL),
         },
     )

@@ -19,7 +19,6 @@ from evalpipe.integrity import (
     CHECK_SOURCE_CONFLICTS,
     CHECK_TASK_ROWS,
     CheckOutcome,
-    markdown_rows,
     reconcile_aggregates,
     reconcile_prediction_counts,
     reconcile_task_rows,
@@ -308,13 +307,6 @@ def test_a_conflict_resolved_by_date_is_a_warning() -> None:
 def test_only_errors_block() -> None:
     assert CheckOutcome("c", False, "ERROR", "").blocking
     assert not CheckOutcome("c", False, "WARN", "").blocking
-
-
-def test_markdown_rows_shows_the_first_rows_and_escapes_pipes() -> None:
-    text = markdown_rows(pd.DataFrame({"a": ["x|y", None, "z"]}), limit=2)
-    assert "x\\|y" in text and "null" in text
-    assert text.endswith("_1 more rows_")
-    assert markdown_rows(pd.DataFrame()) == "_no rows_"
 
 
 # every check in this module can fail
