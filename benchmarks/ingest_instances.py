@@ -36,7 +36,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BYTES_PER_INSTANCE = 1.0427e9 / 15_000  # runs=1, tasks=10 sample run, measured
+INSTANCES_PER_GB = 15_000  # a runs=1, tasks=10 sample run of 15000 instances is 1.04 GB
 TABLE_KINDS = {
     "predictions": "predictions.jsonl",
     "requests": "requests.jsonl",
@@ -183,7 +183,7 @@ def generate(workdir: Path, size_gb: float, created: list[Path]) -> Path:
     """A run directory of at least `size_gb` GB (1e9 bytes), reused when already complete."""
     from evalpipe.samples import generate_dumps, run_dir_bytes
 
-    instances = math.ceil(size_gb * 1e9 / BYTES_PER_INSTANCE)
+    instances = math.ceil(size_gb * INSTANCES_PER_GB)
     root = workdir / f"dumps-{instances}"
     done = root / ".complete"
     if not done.exists():

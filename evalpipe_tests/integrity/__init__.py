@@ -39,32 +39,8 @@ ACCURACY_TASK = "arc_easy:rc::olmes:full"
 BPB_TASK = "arc_easy:rc:bpb::olmes"
 ARTIFACT_ONLY_TASK = "boolq:mc::olmes"
 
-PREDICTIONS_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("task_name", pa.string()),
-        ("doc_id", pa.int64()),
-        ("native_id", pa.string()),
-        ("label", pa.string()),
-        ("task_hash", pa.string()),
-        ("model_hash", pa.string()),
-        ("metrics", pa.string()),
-        ("model_output", pa.string()),
-    ]
-)
-REQUESTS_SCHEMA = pa.schema(
-    [
-        ("run_id", pa.string()),
-        ("task_name", pa.string()),
-        ("doc_id", pa.int64()),
-        ("native_id", pa.string()),
-        ("label", pa.string()),
-        ("request_type", pa.string()),
-        ("idx", pa.int64()),
-        ("doc", pa.string()),
-        ("request", pa.string()),
-    ]
-)
+PREDICTIONS_SCHEMA = SCHEMAS["predictions"]
+REQUESTS_SCHEMA = SCHEMAS["requests"]
 
 
 @dataclass(frozen=True)
