@@ -167,8 +167,12 @@ _SUSPECT = object()  # a fast-path text that may hide a big integer: redo the ro
 
 
 def _may_hide_big_int(text: bytes) -> bool:
-    """`+` first: a one-byte search is several times faster, and `+` is rare in text."""
-    return b"+" in text and BIG_FLOAT_MARK in text
+    """Whether `e+` occurs: a `+` first (memchr), then every `+` checked at once with numpy,
+    much faster than a two-byte search through text full of `e`s."""
+    if b"+" not in text:
+        return False
+    codes = np.frombuffer(text, np.uint8)
+    return bool(np.any((codes[1:] == ord("+")) & (codes[:-1] == ord("e"))))
 
 
 def _loads_or_none(raw: bytes) -> Any:
@@ -192,7 +196,7 @@ def _fast_text(value: Any) -> Any:
     if type(value) is int:
         return str(value)
     text = orjson.dumps(value)
-    return _SUSPECT if _may_hide_big_int(text) else text.decode()
+    return _SUSPECT if BIG_FLOAT_MARK in text else text.decode()
 
 
 def _columns(rows: list[dict], names: tuple[str, ...]) -> list[list[Any]]:
@@ -250,7 +254,7 @@ def _fast_block(rows: list[Any], shape: TableShape) -> tuple[_Block, set[int]]:
             texts_of_column = list(map(orjson.dumps, values))
         data = b"".join(texts_of_column)
         if _may_hide_big_int(data):
-            redo.update(i for i, text in enumerate(texts_of_column) if _may_hide_big_int(text))
+            redo.update(i for i, text in enumerate(texts_of_column) if BIG_FLOAT_MARK in text)
         jsons.append(texts_of_column)
         joined.append(data)
     tasks = columns[-1] if shape.row_has_task_name else []

@@ -46,7 +46,9 @@ def table_source(lake: Lake, table: str) -> str:
     """A SQL relation for a lake table: its Parquet files, or an empty relation of its schema
     while no run has written it (so queries and views work on an empty lake)."""
     if lake.has_data(table):
-        return f"read_parquet({sql_literal(lake.glob(table))}, union_by_name = true)"
+        # Hive partitioning lets a `WHERE run_id = ?` open one run's file instead of all of them.
+        glob = sql_literal(lake.glob(table))
+        return f"read_parquet({glob}, union_by_name = true, hive_partitioning = true)"
     columns = ", ".join(
         f"CAST(NULL AS {DUCKDB_TYPES[f.type]}) AS {sql_identifier(f.name)}" for f in SCHEMAS[table]
     )

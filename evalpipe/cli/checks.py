@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-
-import dagster as dg
+from typing import TYPE_CHECKING
 
 from evalpipe.config import load_settings
 from evalpipe.output import render
 from evalpipe.warehouse import query
+
+if TYPE_CHECKING:
+    import dagster as dg
 
 COLUMNS = ["run_id", "asset", "check", "passed", "severity", "blocking", "description"]
 
@@ -28,6 +30,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def cross_run_results(instance: dg.DagsterInstance, defs: dg.Definitions) -> list[list]:
     """Latest evaluation of each unpartitioned check (leaderboards, warehouse) from the instance."""
+    import dagster as dg  # imported here: every other command starts faster without it
+
     graph = defs.resolve_asset_graph()
     keys = [k for k in graph.asset_check_keys if graph.get(k).partitions_def is None]
     latest = instance.event_log_storage.get_latest_asset_check_execution_by_key(keys)
