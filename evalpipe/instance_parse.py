@@ -440,7 +440,8 @@ def _ipc_stream(batches: list[pa.RecordBatch]) -> pa.Buffer | bytes:
     return sink.getvalue()
 
 
-def _reply(job_id: int, job: ChunkJob) -> tuple[int, dict[str, Any], Any]:
+def _reply(job: ChunkJob) -> tuple[int, dict[str, Any], Any]:
+    """(kind, meta, body) of one job's reply; a worker survives a bad chunk to report it."""
     try:
         result = run_job(job)
     except DumpFormatError as exc:
@@ -460,7 +461,7 @@ def serve(jobs: BinaryIO, replies: BinaryIO) -> None:
     for line in jobs:
         spec = json.loads(line)
         job_id = spec.pop("id")
-        kind, meta, body = _reply(job_id, ChunkJob(**spec))
+        kind, meta, body = _reply(ChunkJob(**spec))
         meta_bytes = json.dumps(meta).encode()
         replies.write(HEADER.pack(job_id, kind, len(meta_bytes), len(body)))
         replies.write(meta_bytes)

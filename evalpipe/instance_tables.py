@@ -4,22 +4,24 @@ A run directory holds gigabytes of per-instance JSONL. `ingest_instances` stream
 `-predictions.jsonl`, `-requests.jsonl` and `-recorded-inputs.jsonl` file into the run's three
 partitions and replaces them together, only when every line of every file parsed.
 
-Parallel design (measured on 2 cores, see `benchmarks/README.md`). Parsing is the cost: orjson
-reads and re-writes every nested value, about 4 s of CPU per GB, while the Parquet writer needs a
-fraction of that (the payloads repeat and compress ~50x). So:
+Parallel design (measured on a 2-core machine; figures in `benchmarks/README.md`). Parsing is the
+cost: per GB of sample dumps, orjson reading every line and writing every nested value back, plus
+building Arrow arrays, takes ~5 CPU-seconds; encoding the Parquet files (zstd) ~1.3. So:
 
 - every file is cut into chunks of whole lines (`chunk_bytes`, found by seeking to a newline);
 - worker processes (one per core) parse chunks into Arrow record batches and send them back as
   Arrow IPC streams over a pipe;
-- this process only regroups the batches into row groups of `batch_rows` rows and writes the three
-  Parquet files, in file order, so the tables are the same whatever the number of workers.
+- this process only regroups the batches into row groups of `batch_rows` rows and writes the
+  three Parquet files, in file order, so the tables are the same whatever the number of workers.
 
-At most two chunks per worker are in flight, so memory is bounded by `chunk_bytes` and
-`batch_rows`, never by file size. Workers are started with `subprocess` as
-`python -m evalpipe.instance_parse` rather than with `multiprocessing`: `spawn` and `forkserver`
-re-import the parent's `__main__` (the Dagster or pytest command, which imports everything) in each
-worker, and `fork` of a threaded Dagster process is unsafe. A worker imports only
-`instance_parse`, and exits when its job pipe closes, so none outlives a failed or killed ingest.
+Byte-range chunks balance the cores whatever the files' sizes; one process per table would not
+(requests are ~85% of the bytes). At most two chunks per worker are in flight, so memory is
+bounded by `chunk_bytes` and `batch_rows`, never by file size (~420 MB for three processes at 1 GB
+and at 4 GB). Workers are started with `subprocess` as `python -m evalpipe.instance_parse` rather
+than with `multiprocessing`: `spawn` and `forkserver` re-import the parent's `__main__` (the Dagster
+or pytest command, which imports everything) in each worker, and `fork` of a threaded Dagster
+process is unsafe. A worker imports only `instance_parse` and exits when its job pipe closes, so
+none outlives a failed or killed ingest.
 
 Lines are numbered per chunk in the worker; this process adds the lines of the chunks before, so
 an error names the file and its true line number.
@@ -37,7 +39,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import closing, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -304,16 +306,21 @@ def _parallel_outcomes(jobs: list[ChunkJob], workers: int) -> Iterator[Outcome]:
 
 
 def _serial_outcomes(jobs: list[ChunkJob]) -> Iterator[Outcome]:
-    """Parse in this process, with the cyclic GC paused meanwhile: parsed rows hold no cycles,
-    and the collections that millions of fresh dicts trigger cost ~10% (workers run without)."""
+    for job in jobs:
+        try:
+            yield run_job(job)
+        except DumpFormatError as exc:
+            yield exc
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic GC: parsed rows hold no cycles, and the collections that millions of
+    fresh objects trigger cost ~10% of a parse (worker processes run without it)."""
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for job in jobs:
-            try:
-                yield run_job(job)
-            except DumpFormatError as exc:
-                yield exc
+        yield
     finally:
         if was_enabled:
             gc.enable()
@@ -418,7 +425,7 @@ def ingest_instances(
         jobs.extend(file_jobs)
     workers = min(workers or default_workers(), max(len(jobs), 1))
     outcomes = _parallel_outcomes(jobs, workers) if workers > 1 else _serial_outcomes(jobs)
-    with lake.stage(run_id, TABLES, row_group_size=batch_rows) as staged:
+    with _gc_paused(), lake.stage(run_id, TABLES, row_group_size=batch_rows) as staged:
         sinks = {table: _TableSink(staged.writer(table), batch_rows) for table in TABLES}
         with closing(outcomes):
             for job, outcome in zip(jobs, outcomes, strict=True):

@@ -178,12 +178,15 @@ def test_a_task_without_a_requests_file_has_no_request_rows(ingested) -> None:
 
 
 def test_big_integers_nan_and_odd_scalars_survive(tmp_path: Path) -> None:
+    """orjson cannot keep these; the stdlib path must, and the result must not depend on it."""
     big = 10**20
     rows = [
         prediction(0, metrics={"big": big, "neg": -(2**64), "u64": 2**64 - 1}, label=big),
         prediction(1, model_output=[{"x": float("nan"), "y": float("inf")}], label=True),
-        prediction(2, native_id="数学_2", label=[1, 2.5], model_output=[{"n": 1e300}]),
+        prediction(2, native_id="数学_2", label=[1, 2.5], model_output=[{"n": 1e300, "s": "数学"}]),
         prediction(3, native_id=None, label=None, metrics=None),
+        prediction(4, metrics={"note": "one+two, the+e+1"}),  # "e+" in plain text
+        prediction(5, metrics={"s": "Ärger"}),
     ]
     run_dir = write_run(
         tmp_path / "run", {"task-000-t-predictions.jsonl": [json.dumps(r) for r in rows]}
@@ -197,19 +200,21 @@ def test_big_integers_nan_and_odd_scalars_survive(tmp_path: Path) -> None:
     assert math.isnan(nan_row["x"]) and nan_row["y"] == math.inf
     assert stored[1]["label"] == "true"
     assert stored[2]["native_id"] == "数学_2" and json.loads(stored[2]["label"]) == [1, 2.5]
-    assert "\\u" not in stored[2]["native_id"] and json.loads(stored[2]["model_output"]) == [
-        {"n": 1e300}
-    ]
+    assert json.loads(stored[2]["model_output"]) == [{"n": 1e300, "s": "数学"}]
+    assert "数学" in stored[2]["model_output"] and "Ärger" in stored[5]["metrics"]  # UTF-8, no \\u
     assert stored[3]["native_id"] is None and stored[3]["label"] is None
     assert stored[3]["metrics"] is None and stored[3]["model_output"] is None
+    assert json.loads(stored[4]["metrics"]) == rows[4]["metrics"]
 
 
 def test_a_non_integer_doc_id_names_its_file_and_line(tmp_path: Path) -> None:
-    lines = [json.dumps(prediction(i)) for i in range(3)] + [json.dumps(prediction(2.5))]
+    """Blank lines are skipped but counted, so the reported line is the file's own."""
+    lines = [json.dumps(prediction(i)) for i in range(3)] + ["", "  "]
+    lines.append(json.dumps(prediction(2.5)))
     run_dir = write_run(tmp_path / "run", {"task-000-t-predictions.jsonl": lines})
     with pytest.raises(DumpFormatError, match="'doc_id' must be an integer") as error:
         ingest_instances(RUN, run_dir, Lake(tmp_path / "lake"), workers=1)
-    assert (error.value.path.name, error.value.line) == ("task-000-t-predictions.jsonl", 4)
+    assert (error.value.path.name, error.value.line) == ("task-000-t-predictions.jsonl", 6)
 
 
 def test_a_row_naming_another_task_is_kept_under_the_files_task(tmp_path: Path) -> None:
