@@ -347,26 +347,18 @@ def _add_task_result_ranges(add: Any, gxe: Any, column: Any) -> None:
         ),
         "num_instances",
     )
-    # A score that is not a number in the source is stored as NULL; on metrics-all rows (which
-    # always carry one) that NULL is the type break, so it must fail here, not vanish.
-    add(
-        gxe.ExpectColumnValuesToNotBeNull(
-            column="primary_score",
-            row_condition=column("source") == "metrics-all",
-            description="primary_score is a number on metrics-all rows",
-        ),
-        "primary_score",
-        "source",
-    )
-    add(
-        gxe.ExpectColumnValuesToNotBeNull(
-            column="evaluated_at",
-            row_condition=column("source") == "metrics-all",
-            description="evaluated_at parsed on metrics-all rows",
-        ),
-        "evaluated_at",
-        "source",
-    )
+    # metrics-all rows always carry a score and a date. A score that is not a number is stored
+    # as NULL, so that NULL is the type break: it must fail here, not vanish.
+    for name, what in (("primary_score", "is a number"), ("evaluated_at", "parsed")):
+        add(
+            gxe.ExpectColumnValuesToNotBeNull(
+                column=name,
+                row_condition=column("source") == "metrics-all",
+                description=f"{name} {what} on metrics-all rows",
+            ),
+            name,
+            "source",
+        )
     add(
         gxe.ExpectColumnValuesToBeBetween(
             column="evaluated_at",
