@@ -15,7 +15,6 @@ import hashlib
 import math
 import os
 import re
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from datetime import datetime
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from evalpipe.atomic import atomic_path
 from evalpipe.leaderboard import ENTRY, OVERALL_COLUMNS, TASK_COLUMNS
 
 CHART_MAX_BARS = 40
@@ -159,18 +159,9 @@ def render_report(
 
 def write_report(directory: Path, html: str, name: str = "leaderboard.html") -> Path:
     """Write ``html`` to ``directory/name`` atomically, so a reader never sees half a page."""
-    directory.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=directory, prefix=f".{name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(html)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temp, 0o644)  # mkstemp's 0600 would hide the page from a web server
-        os.replace(temp, directory / name)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+    with atomic_path(directory / name) as tmp:
+        tmp.write_text(html, encoding="utf-8")
+        os.chmod(tmp, 0o644)  # readable by a web server serving the reports directory
     return directory / name
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,8 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from s3transfer.subscribers import BaseSubscriber
+
+from evalpipe.atomic import atomic_path
 
 MiB = 1024 * 1024
 CHUNK_SIZE = MiB
@@ -138,10 +139,8 @@ def write_atomically(
     Readers (and a crash) see either the old file or the complete new one, never a prefix; with
     `expect_sha256`, bytes that hash differently never become visible at all.
     """
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dest.parent / f".{dest.name}.{uuid.uuid4().hex[:12]}.tmp"
     digest, size = hashlib.sha256(), 0
-    try:
+    with atomic_path(dest) as tmp:
         with open(tmp, "wb") as out:
             for chunk in chunks:
                 out.write(chunk)
@@ -149,14 +148,9 @@ def write_atomically(
                 size += len(chunk)
                 if on_bytes:
                     on_bytes(len(chunk))
-            out.flush()
-            os.fsync(out.fileno())
         sha = digest.hexdigest()
         if expect_sha256 is not None and sha != expect_sha256:
             raise ContentMismatchError(f"{dest}: expected sha256 {expect_sha256}, got {sha}")
-        os.replace(tmp, dest)
-    finally:
-        tmp.unlink(missing_ok=True)
     _fsync_dir(dest.parent)
     return sha, size
 

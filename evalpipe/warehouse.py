@@ -7,8 +7,6 @@ single DuckDB writer.
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +16,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
+from evalpipe.atomic import atomic_path
 from evalpipe.lake import SCHEMAS, Lake
 
 DUCKDB_TYPES = {
@@ -80,24 +79,21 @@ class WarehouseBuild:
 def build_warehouse(lake: Lake, path: Path) -> WarehouseBuild:
     """Write a fresh warehouse with one view per lake table and per derived table (`runs`
     carrying each run's status) and return the row count behind each."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.partial")
     views = {table: f"SELECT * FROM {table_source(lake, table)}" for table in SCHEMAS}
     views["runs"] = runs_with_status_sql(lake)
     for table in lake.derived_tables():
         views[table] = f"SELECT * FROM read_parquet({sql_literal(str(lake.derived_file(table)))})"
     counts: dict[str, int] = {}
-    try:
-        with duckdb.connect(str(tmp)) as con:
-            for name, body in views.items():
-                con.execute(f"CREATE VIEW {sql_identifier(name)} AS {body}")
-                counts[name] = con.execute(
-                    f"SELECT count(*) FROM {sql_identifier(name)}"
-                ).fetchone()[0]
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-        tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
+    with atomic_path(path) as tmp:
+        try:
+            with duckdb.connect(str(tmp)) as con:
+                for name, body in views.items():
+                    con.execute(f"CREATE VIEW {sql_identifier(name)} AS {body}")
+                    counts[name] = con.execute(
+                        f"SELECT count(*) FROM {sql_identifier(name)}"
+                    ).fetchone()[0]
+        finally:
+            tmp.with_name(tmp.name + ".wal").unlink(missing_ok=True)
     return WarehouseBuild(path=path, tables=counts)
 
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from evalpipe import comparison
+from evalpipe.atomic import atomic_path
 from evalpipe.config import load_settings
 from evalpipe.lake import Lake
 from evalpipe.output import FORMATS, render
@@ -252,7 +251,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     (run_id,) = _existing_runs(path, [args.run_id])
     with connect_read_only(path) as con:
         table = con.sql(EXPORT_SQL, params=[run_id]).to_arrow_table()
-    _write_atomically(output, lambda tmp: writer(table, tmp))
+    with atomic_path(output) as tmp:
+        writer(table, tmp)
     _emit_record(
         ["run_id", "table", "rows", "output"],
         (run_id, "task_results", table.num_rows, str(output)),
@@ -342,16 +342,6 @@ def _transposed(columns: list[str], rows: list[tuple]) -> tuple[list[str], list[
 def _flat_row(row: Sequence[Any]) -> list[Any]:
     """Lists (e.g. quarantined run ids) as one comma-separated cell outside JSON."""
     return [", ".join(map(str, v)) if isinstance(v, list) else v for v in row]
-
-
-def _write_atomically(target: Path, write: Callable[[Path], None]) -> None:
-    """Write beside the target and rename over it: a reader never sees half a file."""
-    tmp = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _export_text(fmt: str) -> Callable[[pa.Table, Path], None]:
