@@ -35,6 +35,7 @@ import pandas as pd
 import pyarrow as pa
 
 from evalpipe.integrity.outcome import CheckOutcome
+from evalpipe.lake import SCHEMAS
 from evalpipe.output import frame_markdown
 from evalpipe.suites import BUILTIN_SUITES, Suite
 
@@ -95,28 +96,20 @@ class TableSpec:
     """Non-null besides the keys."""
 
 
+def expected_types(table: str) -> dict[str, str]:
+    """Column → the type name `ExpectColumnValuesToBeOfType` reads, from the lake's schema (the
+    contract every partition is written to), so the suite cannot drift from the tables."""
+    names = {"string": STR, "int64": INT, "int32": INT, "double": FLOAT, "bool": BOOL}
+    return {
+        field.name: TIMESTAMP if pa.types.is_timestamp(field.type) else names[str(field.type)]
+        for field in SCHEMAS[table]
+    }
+
+
 TASK_RESULTS = TableSpec(
     table="task_results",
     check=CHECK_TASK_RESULTS,
-    columns={
-        "run_id": STR,
-        "task_name": STR,
-        "task_hash": STR,
-        "task_idx": INT,
-        "is_aggregate": BOOL,
-        "primary_metric": STR,
-        "primary_score": FLOAT,
-        "num_instances": INT,
-        "evaluated_at": TIMESTAMP,
-        "source": STR,
-        "source_file": STR,
-        "source_line": INT,
-        "model_config": STR,
-        "task_config": STR,
-        "compute_config": STR,
-        "beaker_info": STR,
-        "metrics": STR,
-    },
+    columns=expected_types("task_results"),
     keys=("run_id", "task_name"),
     identity=("task_name", "source_file", "source_line"),
     not_null=("is_aggregate", "source"),
@@ -124,34 +117,14 @@ TASK_RESULTS = TableSpec(
 PREDICTIONS = TableSpec(
     table="predictions",
     check=CHECK_PREDICTIONS,
-    columns={
-        "run_id": STR,
-        "task_name": STR,
-        "doc_id": INT,
-        "native_id": STR,
-        "label": STR,
-        "task_hash": STR,
-        "model_hash": STR,
-        "metrics": STR,
-        "model_output": STR,
-    },
+    columns=expected_types("predictions"),
     keys=("run_id", "task_name", "doc_id"),
     identity=("task_name", "doc_id"),
 )
 REQUESTS = TableSpec(
     table="requests",
     check=CHECK_REQUESTS,
-    columns={
-        "run_id": STR,
-        "task_name": STR,
-        "doc_id": INT,
-        "native_id": STR,
-        "label": STR,
-        "request_type": STR,
-        "idx": INT,
-        "doc": STR,
-        "request": STR,
-    },
+    columns=expected_types("requests"),
     keys=("run_id", "task_name", "doc_id", "idx"),
     identity=("task_name", "doc_id", "idx"),
 )
