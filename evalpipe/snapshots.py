@@ -35,6 +35,7 @@ from threading import Lock
 from typing import Any, Literal
 
 from evalpipe.config import Settings
+from evalpipe.lake import Lake
 from evalpipe.snapshot_store import (
     MAX_CONCURRENCY,
     Download,
@@ -45,6 +46,7 @@ from evalpipe.snapshot_store import (
     iter_file,
     open_store,
 )
+from evalpipe.warehouse import read_runs_with_status
 
 logger = logging.getLogger(__name__)
 
@@ -174,6 +176,23 @@ def default_sources(settings: Settings) -> dict[str, Path]:
         "dumps": settings.dumps,
         "lake": settings.lake,
         "reconstructed": settings.reconstructed,
+    }
+
+
+def snapshot_stats(lake: Lake) -> dict[str, Any]:
+    """Runs per model, tasks and instances of the healthy (`ok`) runs, for the manifest."""
+    runs = read_runs_with_status(lake)
+    ok = runs.loc[runs["status"] == "ok"]
+    results = lake.read_all("task_results", columns=["run_id", "task_name"]).to_pandas()
+    results = results[results["run_id"].isin(ok["run_id"])]
+    predictions = lake.read_all("predictions", columns=["run_id"]).to_pandas()
+    return {
+        "runs": len(ok),
+        "runs_quarantined": int((runs["status"] == "quarantined").sum()),
+        "runs_per_model": {str(k): int(v) for k, v in ok.groupby("model").size().items()},
+        "tasks": int(results["task_name"].nunique()),
+        "task_results": len(results),
+        "instances": int(predictions["run_id"].isin(ok["run_id"]).sum()),
     }
 
 

@@ -14,28 +14,15 @@ from evalpipe.config import Settings
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.lake import Lake
 from evalpipe.snapshot_store import SnapshotTarget
-from evalpipe.snapshots import ProgressEvent, SnapshotResult, default_sources, take_snapshot
-from evalpipe.warehouse import read_runs_with_status
+from evalpipe.snapshots import (
+    ProgressEvent,
+    SnapshotResult,
+    default_sources,
+    snapshot_stats,
+    take_snapshot,
+)
 
 SNAPSHOT_ASSET = "snapshot"
-
-
-def snapshot_stats(settings: Settings) -> dict[str, Any]:
-    """Runs per model, tasks and instances of the healthy (`ok`) runs, for the manifest."""
-    lake = Lake(settings.lake)
-    runs = read_runs_with_status(lake)
-    ok = runs.loc[runs["status"] == "ok"]
-    results = lake.read_all("task_results", columns=["run_id", "task_name"]).to_pandas()
-    results = results[results["run_id"].isin(ok["run_id"])]
-    predictions = lake.read_all("predictions", columns=["run_id"]).to_pandas()
-    return {
-        "runs": len(ok),
-        "runs_quarantined": int((runs["status"] == "quarantined").sum()),
-        "runs_per_model": {str(k): int(v) for k, v in ok.groupby("model").size().items()},
-        "tasks": int(results["task_name"].nunique()),
-        "task_results": len(results),
-        "instances": int(predictions["run_id"].isin(ok["run_id"]).sum()),
-    }
 
 
 def run_snapshot(
@@ -53,7 +40,7 @@ def run_snapshot(
         target or settings.snapshot_target,
         client=client,
         note=note,
-        stats=snapshot_stats(settings),
+        stats=snapshot_stats(Lake(settings.lake)),
         dry_run=dry_run,
         progress=progress,
     )
