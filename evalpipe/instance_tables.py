@@ -4,25 +4,20 @@ A run directory holds gigabytes of per-instance JSONL. `ingest_instances` stream
 `-predictions.jsonl`, `-requests.jsonl` and `-recorded-inputs.jsonl` file into the run's three
 partitions and replaces them together, only when every line of every file parsed.
 
-Parallel design (measured on a 2-core machine; figures in `benchmarks/README.md`). Parsing is the
-cost: per GB of sample dumps, msgspec reading the lines (nested values kept as their source text)
-and building Arrow arrays takes ~2.5 CPU-seconds in the parsers (with their start-up); encoding the
-Parquet files (zstd) ~1.5. So:
+Parallel design (measured on a 2-core machine; figures in `benchmarks/README.md`). Per GB of
+sample dumps the C scanner (`_instance_scan.c`, via `instance_parse`) reads and converts the lines
+in ~0.5 CPU-seconds and the Parquet encoding (zstd) takes ~0.8. So:
 
 - every file is cut into chunks of whole lines (`chunk_bytes`, found by seeking to a newline);
-- worker processes (one per core) parse chunks into Arrow record batches and send them back as
-  Arrow IPC streams over a pipe;
-- this process only regroups the batches into row groups of `batch_rows` rows and writes the
-  three Parquet files, in file order, so the tables are the same whatever the number of workers.
+- parser threads (one per core) read and parse chunks into Arrow record batches; the scanner runs
+  without the GIL, so they run in parallel with each other and with the writer;
+- the calling thread regroups the batches into row groups of `batch_rows` rows and writes the
+  three Parquet files (Arrow's writer also releases the GIL), in file order, so the tables are the
+  same whatever the number of workers.
 
-Byte-range chunks balance the cores whatever the files' sizes; one process per table would not
-(requests are ~85% of the bytes). At most two chunks per worker are in flight, so memory is
-bounded by `chunk_bytes` and `batch_rows`, never by file size (~420 MB for three processes at 1 GB
-and at 4 GB). Workers are started with `subprocess` as `python -m evalpipe.instance_parse` rather
-than with `multiprocessing`: `spawn` and `forkserver` re-import the parent's `__main__` (the Dagster
-or pytest command, which imports everything) in each worker, and `fork` of a threaded Dagster
-process is unsafe. A worker imports only `instance_parse` and exits when its job pipe closes, so
-none outlives a failed or killed ingest.
+Byte-range chunks balance the cores whatever the files' sizes; one thread per table would not
+(requests are ~85% of the bytes). At most two chunks per worker are in flight, so memory is bounded
+by `chunk_bytes` and `batch_rows`, never by file size.
 
 Lines are numbered per chunk in the worker; this process adds the lines of the chunks before, so
 an error names the file and its true line number.
@@ -30,17 +25,12 @@ an error names the file and its true line number.
 
 from __future__ import annotations
 
-import fcntl
-import gc
-import json
 import os
-import queue
-import subprocess
-import sys
-import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -56,15 +46,7 @@ from evalpipe.formats.olmes import (
     read_metrics_all,
     task_name_from_rows,
 )
-from evalpipe.instance_parse import (
-    HEADER,
-    REPLY_FORMAT_ERROR,
-    REPLY_OK,
-    ChunkJob,
-    ChunkResult,
-    job_line,
-    run_job,
-)
+from evalpipe.instance_parse import ChunkJob, ChunkResult, run_job
 from evalpipe.lake import Lake, PartitionWriter
 
 TABLES = ("predictions", "requests", "recorded_inputs")
@@ -77,16 +59,8 @@ DEFAULT_BATCH_ROWS = 8192
 DEFAULT_CHUNK_BYTES = 4 << 20
 MAX_CHUNK_BYTES = 256 << 20  # keeps a chunk's JSON text within 32-bit Arrow string offsets
 ROW_GROUP_MAX_BYTES = 128 << 20  # wide rows: cut a row group early rather than hold more
-MAX_WORKERS = 4  # one writer keeps up with about two parsers (~1.4 CPU s per GB each)
+MAX_WORKERS = 4  # the writer keeps up with about four parser threads
 IN_FLIGHT_PER_WORKER = 2  # one being parsed, one queued: workers never wait for a job
-PACKAGE_ROOT = str(Path(__file__).resolve().parent.parent)
-PIPE_BYTES = 1 << 20  # the unprivileged maximum (/proc/sys/fs/pipe-max-size)
-WORKER_ENV = {
-    "OPENBLAS_NUM_THREADS": "1",  # numpy's BLAS threads would only spin
-    # glibc: keep the ~1 MB block buffers on the heap instead of a fresh mmap (and page faults)
-    # per buffer: -20% parser CPU at 1 GB, same peak RSS (~120 MB per parser)
-    "GLIBC_TUNABLES": "glibc.malloc.mmap_threshold=16777216:glibc.malloc.trim_threshold=33554432",
-}
 
 Outcome = ChunkResult | DumpFormatError
 
@@ -191,145 +165,28 @@ def chunk_jobs(source: SourceFile, run_id: str, chunk_bytes: int) -> list[ChunkJ
     return jobs
 
 
-def _widen_pipe(stream: BinaryIO | None) -> None:
-    """Linux: a 1 MiB pipe instead of 64 KiB moves a reply in a few wake-ups, not dozens."""
-    with suppress(AttributeError, OSError):
-        fcntl.fcntl(stream.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)  # type: ignore[union-attr]
-
-
-@dataclass
-class _Reply:
-    worker: int
-    job_id: int | None  # None: the worker's pipe closed
-    kind: int = REPLY_OK
-    meta: dict = field(default_factory=dict)
-    body: bytes = b""
-
-
-class _WorkerPool:
-    """Parser processes fed jobs on stdin; a thread per worker drains its replies into a queue.
-
-    Draining in threads means a worker never blocks on a full pipe while this process is busy
-    writing Parquet.
-    """
-
-    def __init__(self, count: int) -> None:
-        env = dict(os.environ, **WORKER_ENV)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (PACKAGE_ROOT, env.get("PYTHONPATH")) if p)
-        command = [sys.executable, "-m", "evalpipe.instance_parse"]
-        self.procs: list[subprocess.Popen] = []
-        try:
-            for _ in range(count):
-                self.procs.append(
-                    subprocess.Popen(
-                        command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env
-                    )
-                )
-        except OSError:
-            for proc in self.procs:
-                proc.kill()
-            raise
-        for proc in self.procs:
-            _widen_pipe(proc.stdout)
-        self.load = [0] * count
-        self.replies: queue.Queue[_Reply] = queue.Queue()
-        self.threads = [
-            threading.Thread(target=self._drain, args=(i, p.stdout), daemon=True)
-            for i, p in enumerate(self.procs)
-        ]
-        for thread in self.threads:
-            thread.start()
-
-    def _drain(self, worker: int, stream: BinaryIO) -> None:
-        while len(header := stream.read(HEADER.size)) == HEADER.size:
-            job_id, kind, meta_size, body_size = HEADER.unpack(header)
-            meta, body = stream.read(meta_size), stream.read(body_size)
-            if len(meta) < meta_size or len(body) < body_size:
-                break  # the worker died mid-reply
-            self.replies.put(_Reply(worker, job_id, kind, json.loads(meta), body))
-        self.replies.put(_Reply(worker, None))
-
-    def send(self, job_id: int, job: ChunkJob) -> None:
-        worker = self.load.index(min(self.load))
-        self.load[worker] += 1
-        stdin = self.procs[worker].stdin
-        assert stdin is not None
-        stdin.write(job_line(job_id, job))
-        stdin.flush()
-
-    def receive(self) -> _Reply:
-        reply = self.replies.get()
-        if reply.job_id is None:
-            proc = self.procs[reply.worker]
-            raise RuntimeError(
-                f"instance parser process {proc.pid} exited (code {proc.wait()}); see its stderr"
-            )
-        self.load[reply.worker] -= 1
-        return reply
-
-    def close(self, abort: bool) -> None:
-        for proc in self.procs:
-            if abort:
-                proc.kill()
-            if proc.stdin is not None:
-                with suppress(BrokenPipeError):
-                    proc.stdin.close()
-        for proc in self.procs:
-            proc.wait()
-        for thread in self.threads:
-            thread.join()
-
-
-def _outcome(reply: _Reply, job: ChunkJob) -> Outcome:
-    if reply.kind == REPLY_OK:
-        batches = list(pa.ipc.open_stream(reply.body)) if reply.body else []
-        return ChunkResult(
-            batches, reply.meta["lines"], reply.meta["mismatches"], reply.meta["mismatch_example"]
-        )
-    if reply.kind == REPLY_FORMAT_ERROR:
-        return DumpFormatError(job.path, reply.meta["line"], reply.meta["problem"])
-    raise RuntimeError(f"instance parser failed on {job.path}:\n{reply.meta['problem']}")
-
-
-def _parallel_outcomes(jobs: list[ChunkJob], workers: int) -> Iterator[Outcome]:
-    """Each job's outcome in job order, while the workers parse up to two jobs ahead each."""
-    pool = _WorkerPool(workers)
-    finished = False
+def _parsed(job: ChunkJob) -> Outcome:
     try:
-        ready: dict[int, _Reply] = {}
-        sent = 0
-        for index, job in enumerate(jobs):
-            while sent < len(jobs) and sent < index + IN_FLIGHT_PER_WORKER * workers:
-                pool.send(sent, jobs[sent])
-                sent += 1
-            while index not in ready:
-                reply = pool.receive()
-                ready[reply.job_id] = reply  # type: ignore[index]
-            yield _outcome(ready.pop(index), job)
-        finished = True
-    finally:
-        pool.close(abort=not finished)
+        return run_job(job)
+    except DumpFormatError as exc:
+        return exc
 
 
-def _serial_outcomes(jobs: list[ChunkJob]) -> Iterator[Outcome]:
-    for job in jobs:
-        try:
-            yield run_job(job)
-        except DumpFormatError as exc:
-            yield exc
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause the cyclic GC: parsed rows hold no cycles, and the collections that millions of
-    fresh objects trigger cost ~10% of a parse (worker processes run without it)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
+def _outcomes(jobs: list[ChunkJob], workers: int) -> Iterator[Outcome]:
+    """Each job's outcome in job order, while `workers` threads parse up to two jobs ahead each.
+    Closing the iterator early (an error) drops the jobs not started."""
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="evalpipe-parse")
+    pending: deque[Future[Outcome]] = deque()
+    upcoming = iter(jobs)
     try:
-        yield
+        for job in upcoming:
+            pending.append(pool.submit(_parsed, job))
+            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
     finally:
-        if was_enabled:
-            gc.enable()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _TableSink:
@@ -413,8 +270,8 @@ def ingest_instances(
     """Replace the run's `predictions`, `requests` and `recorded_inputs` partitions.
 
     All or nothing: on any error (a `DumpFormatError` naming file and line) the previous
-    partitions stay as they were and no temporary file remains. `workers=1` parses in this
-    process; by default one worker process per core (at most 4). A row whose own `task_name`
+    partitions stay as they were and no temporary file remains. `workers` parser threads
+    (by default one per core, at most 4) parse while this thread writes. A row whose own `task_name`
     differs from its file's task is stored under the file's task and counted in
     `row_task_name_mismatches` (with a finding naming the file).
     """
@@ -430,8 +287,8 @@ def ingest_instances(
         tallies[str(source.path)] = _FileTally(source, len(file_jobs))
         jobs.extend(file_jobs)
     workers = min(workers or default_workers(), max(len(jobs), 1))
-    outcomes = _parallel_outcomes(jobs, workers) if workers > 1 else _serial_outcomes(jobs)
-    with _gc_paused(), lake.stage(run_id, TABLES, row_group_size=batch_rows) as staged:
+    outcomes = _outcomes(jobs, workers)
+    with lake.stage(run_id, TABLES, row_group_size=batch_rows) as staged:
         sinks = {table: _TableSink(staged.writer(table), batch_rows) for table in TABLES}
         with closing(outcomes):
             for job, outcome in zip(jobs, outcomes, strict=True):

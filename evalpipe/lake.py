@@ -23,8 +23,19 @@ import pyarrow.parquet as pq
 DATA_FILE = "data.parquet"
 PARTIAL_SUFFIX = ".partial"
 
-JSON_TEXT = pa.string()
-"""Nested payloads are JSON text that parses back to the source value, key order included."""
+JSON_TEXT_MARK = {b"evalpipe.content": b"json"}
+
+
+def json_text(name: str) -> pa.Field:
+    """A column of nested payloads as JSON text that parses back to the source value, key order
+    included. Marked in the schema: such columns are large and unique, so the Parquet writer
+    skips dictionary encoding and min/max statistics for them (they cost time and prune nothing)."""
+    return pa.field(name, pa.string(), metadata=JSON_TEXT_MARK)
+
+
+def _plain_columns(schema: pa.Schema) -> list[str]:
+    return [field.name for field in schema if field.metadata != JSON_TEXT_MARK]
+
 
 TIMESTAMP = pa.timestamp("us", tz="UTC")
 
@@ -58,11 +69,11 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("source", pa.string()),
             ("source_file", pa.string()),
             ("source_line", pa.int64()),
-            ("model_config", JSON_TEXT),
-            ("task_config", JSON_TEXT),
-            ("compute_config", JSON_TEXT),
-            ("beaker_info", JSON_TEXT),
-            ("metrics", JSON_TEXT),
+            json_text("model_config"),
+            json_text("task_config"),
+            json_text("compute_config"),
+            json_text("beaker_info"),
+            json_text("metrics"),
         ]
     ),
     "task_metrics": pa.schema(
@@ -82,8 +93,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("label", pa.string()),
             ("task_hash", pa.string()),
             ("model_hash", pa.string()),
-            ("metrics", JSON_TEXT),
-            ("model_output", JSON_TEXT),
+            json_text("metrics"),
+            json_text("model_output"),
         ]
     ),
     "requests": pa.schema(
@@ -95,8 +106,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("label", pa.string()),
             ("request_type", pa.string()),
             ("idx", pa.int64()),
-            ("doc", JSON_TEXT),
-            ("request", JSON_TEXT),
+            json_text("doc"),
+            json_text("request"),
         ]
     ),
     "recorded_inputs": pa.schema(
@@ -106,8 +117,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("doc_id", pa.int64()),
             ("native_id", pa.string()),
             ("label", pa.string()),
-            ("doc", JSON_TEXT),
-            ("requests", JSON_TEXT),
+            json_text("doc"),
+            json_text("requests"),
         ]
     ),
     "task_choices": pa.schema(
@@ -127,7 +138,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("severity", pa.string()),
             ("blocking", pa.bool_()),
             ("description", pa.string()),
-            ("metadata", JSON_TEXT),
+            json_text("metadata"),
             ("checked_at", TIMESTAMP),
         ]
     ),
@@ -285,7 +296,14 @@ class PartitionWriter:
 
     def open(self) -> PartitionWriter:
         self.target.parent.mkdir(parents=True, exist_ok=True)
-        self._writer = pq.ParquetWriter(self._tmp, self.schema, compression="zstd")
+        plain = _plain_columns(self.schema)
+        self._writer = pq.ParquetWriter(
+            self._tmp,
+            self.schema,
+            compression="zstd",
+            use_dictionary=plain,
+            write_statistics=plain,
+        )
         return self
 
     def write_batch(self, batch: pa.RecordBatch) -> None:

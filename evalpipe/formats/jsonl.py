@@ -72,6 +72,8 @@ def decode_line(path: Path, line_no: int, raw: bytes, *, last_unterminated: bool
         raise DumpFormatError(
             path, line_no, f"malformed JSON at column {exc.colno}: {exc.msg}{hint}"
         ) from exc
+    except RecursionError as exc:
+        raise DumpFormatError(path, line_no, "JSON nested too deeply to read") from exc
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, bytes, Any]]:
