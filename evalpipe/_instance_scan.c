@@ -1,7 +1,8 @@
 /* The instance ingest's hot loop in C: whole JSONL lines -> column buffers for Arrow.
  *
- * `scan_rows` reads lines from `data[start:]` and validates each strictly as RFC 8259 JSON
- * (UTF-8 checked, no NaN/Infinity, no control characters in strings, nothing after the object).
+ * `scan_rows` reads every line of `data` and validates each strictly as RFC 8259 JSON (UTF-8
+ * checked, no control characters in strings, nothing after the object), plus the NaN, Infinity
+ * and -Infinity that Python's `json` reads and writes.
  * For the keys the caller names it fills column buffers that `instance_parse` wraps as Arrow
  * arrays without copying:
  *
@@ -11,11 +12,12 @@
  *          absent is NULL
  *   task   a string compared with the file's task name (rows that differ are counted)
  *
- * It stops at the first line it cannot vouch for: malformed, or valid JSON this fast path does
- * not convert (a non-object row, a float or bool where text is wanted, a missing or non-int64
- * integer, a duplicate or escaped key, a lone surrogate in a text, deep nesting). The caller
- * redoes that line with the stdlib `json`, which either converts it or raises the precise
- * `file:line: problem` error, and resumes after it. Blank lines are skipped but counted.
+ * A line it cannot vouch for (malformed, or valid JSON this fast path does not convert: a
+ * non-object row, a float or bool where text is wanted, a missing or non-int64 integer, a
+ * duplicate or escaped key, a lone surrogate in a text, deep nesting) is refused: reported with
+ * its byte range, line number and the row position it belongs at, for the caller to redo with the
+ * stdlib `json`, which either converts it or raises the precise `file:line: problem` error.
+ * Blank lines are skipped but counted. One pass over the data, whatever it holds.
  *
  * The scan runs without the GIL, so several threads parse chunks in parallel.
  */
@@ -219,6 +221,13 @@ static const uint8_t *scan_value(const uint8_t *p, const uint8_t *e, int depth) 
         return scan_literal(p, e, "false", 5);
     case 'n':
         return scan_literal(p, e, "null", 4);
+    case 'N': /* NaN and the infinities: Python's json reads and writes them */
+        return scan_literal(p, e, "NaN", 3);
+    case 'I':
+        return scan_literal(p, e, "Infinity", 8);
+    case '-':
+        if (e - p > 1 && p[1] == 'I') return scan_literal(p, e, "-Infinity", 9);
+        return scan_number(p, e, &flag);
     default:
         return scan_number(p, e, &flag);
     }
@@ -261,7 +270,7 @@ static int scan_row(const uint8_t *p, const uint8_t *e, const Spec *spec, Span *
                 if (*p == '"') {
                     span->type = V_STRING;
                     p = scan_string(p, e, &span->escaped);
-                } else if (*p == '-' || is_digit(*p)) {
+                } else if ((*p == '-' && !(e - p > 1 && p[1] == 'I')) || is_digit(*p)) {
                     p = scan_number(p, e, &is_int);
                     span->type = is_int ? V_INT : V_OTHER;
                 } else if (*p == 'n') {
@@ -381,8 +390,15 @@ static Py_ssize_t span_text(const Span *span, uint8_t *out) {
 }
 
 typedef struct {
+    Py_ssize_t start, end, line, row;
+} Refused;
+
+typedef struct {
     const uint8_t *data;
-    Py_ssize_t size, position;
+    Py_ssize_t size;
+    Refused *refused;
+    Py_ssize_t n_refused, refused_capacity;
+    int out_of_memory;
     Py_ssize_t lines, rows, mismatches;
     int64_t *ints[MAX_FIELDS];
     TextColumn texts[MAX_FIELDS];
@@ -453,19 +469,33 @@ static int is_blank(const uint8_t *p, const uint8_t *e) {
     return 1;
 }
 
-/* Lines from scan->position until the end or the first line this path cannot vouch for. */
+static int refuse(Scan *scan, Py_ssize_t start, Py_ssize_t end) {
+    if (scan->n_refused == scan->refused_capacity) {
+        Py_ssize_t capacity = scan->refused_capacity ? 2 * scan->refused_capacity : 64;
+        Refused *grown = PyMem_RawRealloc(scan->refused, capacity * sizeof(Refused));
+        if (!grown) return 0;
+        scan->refused = grown;
+        scan->refused_capacity = capacity;
+    }
+    scan->refused[scan->n_refused++] = (Refused){start, end, scan->lines + 1, scan->rows};
+    return 1;
+}
+
+/* Every line of the data: rows appended to the columns, refused lines listed. */
 static void scan_lines(Scan *scan, const Spec *spec) {
     Span spans[MAX_FIELDS];
     const uint8_t *end = scan->data + scan->size;
-    while (scan->position < scan->size) {
-        const uint8_t *line = scan->data + scan->position;
+    for (const uint8_t *line = scan->data; line < end;) {
         const uint8_t *newline = memchr(line, '\n', end - line);
         const uint8_t *line_end = newline ? newline : end;
-        if (!is_blank(line, line_end)) {
-            if (!scan_row(line, line_end, spec, spans) || !append_row(scan, spec, spans)) return;
+        if (!is_blank(line, line_end) &&
+            !(scan_row(line, line_end, spec, spans) && append_row(scan, spec, spans)) &&
+            !refuse(scan, line - scan->data, line_end - scan->data)) {
+            scan->out_of_memory = 1;
+            return;
         }
         scan->lines++;
-        scan->position = (line_end - scan->data) + (newline ? 1 : 0);
+        line = newline ? newline + 1 : end;
     }
 }
 
@@ -515,17 +545,15 @@ static PyObject *text_result(TextColumn *col, Py_ssize_t rows) {
 
 static PyObject *scan_rows(PyObject *self, PyObject *args) {
     Py_buffer buffer;
-    Py_ssize_t start;
     PyObject *ints, *texts, *jsons, *task_key, *expected;
-    if (!PyArg_ParseTuple(args, "y*nOOOOU", &buffer, &start, &ints, &texts, &jsons, &task_key,
-                          &expected))
+    if (!PyArg_ParseTuple(args, "y*OOOOU", &buffer, &ints, &texts, &jsons, &task_key, &expected))
         return NULL;
     PyObject *result = NULL, *int_columns[MAX_FIELDS] = {0}, *int_list = NULL, *text_list = NULL;
-    PyObject *example = NULL;
+    PyObject *example = NULL, *refused = NULL;
     Scan scan = {0};
     Spec spec = {0};
-    if (start < 0 || start > buffer.len || buffer.len - start >= INT32_MAX) {
-        PyErr_SetString(PyExc_ValueError, "start must be within the data, and at most 2 GiB before its end");
+    if (buffer.len >= INT32_MAX) {
+        PyErr_SetString(PyExc_ValueError, "scan at most 2 GiB at a time (32-bit Arrow offsets)");
         goto done;
     }
     if (add_fields(&spec, ints, K_INT) < 0 || add_fields(&spec, texts, K_TEXT) < 0 ||
@@ -536,9 +564,8 @@ static PyObject *scan_rows(PyObject *self, PyObject *args) {
 
     scan.data = (const uint8_t *)buffer.buf;
     scan.size = buffer.len;
-    scan.position = start;
-    Py_ssize_t left = buffer.len - start, max_rows = 1;
-    for (const uint8_t *p = scan.data + start, *e = scan.data + buffer.len;
+    Py_ssize_t left = buffer.len, max_rows = 1;
+    for (const uint8_t *p = scan.data, *e = scan.data + buffer.len;
          (p = memchr(p, '\n', e - p)); p++)
         max_rows++;
     for (int c = 0; c < spec.n_ints; c++)
@@ -561,6 +588,17 @@ static PyObject *scan_rows(PyObject *self, PyObject *args) {
     scan_lines(&scan, &spec);
     Py_END_ALLOW_THREADS
 
+    if (scan.out_of_memory) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (!(refused = PyList_New(scan.n_refused))) goto done;
+    for (Py_ssize_t i = 0; i < scan.n_refused; i++) {
+        Refused *r = &scan.refused[i];
+        PyObject *item = Py_BuildValue("(nnnn)", r->start, r->end, r->line, r->row);
+        if (!item) goto done;
+        PyList_SET_ITEM(refused, i, item);
+    }
     if (!(int_list = PyList_New(0)) || !(text_list = PyList_New(0))) goto done;
     for (int c = 0; c < spec.n_ints; c++)
         if (_PyBytes_Resize(&int_columns[c], scan.rows * 8) < 0 ||
@@ -579,8 +617,8 @@ static PyObject *scan_rows(PyObject *self, PyObject *args) {
     } else {
         example = Py_NewRef(Py_None);
     }
-    result = Py_BuildValue("(nnnOOnO)", scan.position, scan.lines, scan.rows, int_list, text_list,
-                           scan.mismatches, example);
+    result = Py_BuildValue("(nnOOnOO)", scan.lines, scan.rows, int_list, text_list,
+                           scan.mismatches, example, refused);
 
 done:
     for (int c = 0; c < MAX_FIELDS; c++) {
@@ -592,17 +630,20 @@ done:
     Py_XDECREF(int_list);
     Py_XDECREF(text_list);
     Py_XDECREF(example);
+    Py_XDECREF(refused);
     PyMem_Free(scan.scratch);
+    PyMem_RawFree(scan.refused);
     PyBuffer_Release(&buffer);
     return result;
 }
 
 static PyMethodDef methods[] = {
     {"scan_rows", scan_rows, METH_VARARGS,
-     "scan_rows(data, start, ints, texts, jsons, task_key, task_name) -> (stop, lines, rows, "
-     "int_columns, text_columns, mismatches, example): rows of data[start:] until the end or the "
-     "first line this path cannot vouch for (it starts at `stop`). int_columns are int64 buffers; "
-     "text_columns (texts then jsons) are (offsets, data, validity or None, null_count)."},
+     "scan_rows(data, ints, texts, jsons, task_key, task_name) -> (lines, rows, int_columns, "
+     "text_columns, mismatches, example, refused): the rows of every line of data. int_columns "
+     "are int64 buffers; text_columns (texts then jsons) are (offsets, data, validity or None, "
+     "null_count); refused lists (start, end, line, row) of each line not converted: its bytes, "
+     "its 1-based line number, and the number of converted rows before it."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,16 +1,18 @@
 """The hot loop of the instance ingest: byte ranges of instance JSONL files → Arrow record batches.
 
 Called from the ingest's parser threads (see `instance_tables`). The fast path is C
-(`evalpipe/_instance_scan.c`, built by `pip install`): it validates every line strictly as JSON
-(UTF-8 included) and fills Arrow column buffers directly, without the GIL, so threads parse chunks
-in parallel and no Python object is made per row or value. Nested values are stored as their exact
-source text (key order, spacing and escapes as in the file); `null` is SQL NULL.
+(`evalpipe/_instance_scan.c`, built by `pip install`): one pass over a chunk validates every line
+as strict JSON (UTF-8 included; NaN and the infinities allowed, as Python's `json` does) and fills
+Arrow column buffers directly, without the GIL, so threads parse chunks in parallel and no Python
+object is made per row or value. Nested values are stored as their exact source text (key order,
+spacing and escapes as in the file); `null` is SQL NULL.
 
-A line the scanner cannot vouch for is redone with the stdlib `json`, which keeps what the scanner
-refuses and raises the precise `DumpFormatError` (`file:line: problem`) for what is wrong:
-`NaN`/`Infinity`, a lone surrogate, invalid UTF-8, a non-object row, a non-integer or non-int64
-`doc_id`, a scalar that is not int/str/null (stored as its JSON text), a duplicate key (the last
-one wins, as in `json`). That path writes nested values back compactly, non-ASCII unescaped.
+The lines the scanner refuses are redone with the stdlib `json` and put back in file order. It
+keeps what the scanner does not convert (a scalar that is not int/str/null, stored as its JSON
+text; a duplicate key, the last one winning) and raises the precise `DumpFormatError`
+(`file:line: problem`) for what is wrong: malformed JSON, invalid UTF-8, a lone surrogate in a
+text, a non-object row, a missing, non-integer or non-int64 `doc_id`. That path writes nested
+values back compactly, non-ASCII unescaped.
 
 Line numbers inside a chunk are relative to the chunk; the caller adds the lines before it.
 """
@@ -168,9 +170,11 @@ def _scanned_batch(
     return pa.RecordBatch.from_arrays(arrays, names=list(SHAPES[job.table].columns))
 
 
-def _exact_batch(lines: list[tuple[int, bytes, bool]], job: ChunkJob, result: ChunkResult) -> None:
-    """Lines `(number, raw, unterminated)` the scanner refused, as one batch via the stdlib `json`;
-    raises the first bad line's `DumpFormatError`."""
+def _exact_batch(
+    lines: list[tuple[int, bytes, bool]], job: ChunkJob, result: ChunkResult
+) -> pa.RecordBatch:
+    """Lines `(number, raw, unterminated)` the scanner refused, via the stdlib `json`; raises the
+    first bad line's `DumpFormatError`. Rows naming another task are counted in `result`."""
     shape = SHAPES[job.table]
     cells = [_exact_cells(job.path, number, raw, last, shape) for number, raw, last in lines]
     rows = len(cells)
@@ -178,47 +182,54 @@ def _exact_batch(lines: list[tuple[int, bytes, bool]], job: ChunkJob, result: Ch
     arrays += [pa.array(column, pa.int64()) for column in zip(*(c[0] for c in cells), strict=True)]
     arrays += [pa.array(column, pa.string()) for column in zip(*(c[1] for c in cells), strict=True)]
     arrays += [pa.array(column, pa.string()) for column in zip(*(c[2] for c in cells), strict=True)]
-    result.batches.append(pa.RecordBatch.from_arrays(arrays, names=list(shape.columns)))
     differing = [c[3] for c in cells if c[3] is not None and c[3] != job.task_name]
     if differing:
         result.mismatches += len(differing)
         result.mismatch_example = result.mismatch_example or str(differing[0])
-    lines.clear()
+    return pa.RecordBatch.from_arrays(arrays, names=list(shape.columns))
+
+
+def _in_file_order(scanned: pa.RecordBatch, exact: pa.RecordBatch, before: list[int]) -> pa.Table:
+    """Both batches' rows in file order: exact row `i` came after `before[i]` scanned rows."""
+    total = scanned.num_rows + exact.num_rows
+    from_exact = np.zeros(total, bool)
+    from_exact[np.asarray(before) + np.arange(exact.num_rows)] = True
+    order = np.empty(total, np.int64)
+    order[~from_exact] = np.arange(scanned.num_rows)
+    order[from_exact] = scanned.num_rows + np.arange(exact.num_rows)
+    return pa.Table.from_batches([scanned, exact]).take(order)
 
 
 def parse_chunk(data: bytes, job: ChunkJob) -> ChunkResult:
-    """Parse the lines of one chunk into record batches (the writer regroups them into row
-    groups): the scanner takes every line it can vouch for, the stdlib `json` the others, in
-    order. Blank lines are skipped but counted, as `formats.jsonl.iter_raw_lines` does.
+    """Parse the lines of one chunk into record batches, in file order (the writer regroups them
+    into row groups): the scanner converts every line it can vouch for in one pass; the lines it
+    refuses go to the stdlib `json`. Blank lines are skipped but counted, as
+    `formats.jsonl.iter_raw_lines` does.
 
     A last line without a newline is parsed too: if it is complete JSON it is a row, if not the
     error says the file looks truncated (still being written).
     """
     shape = SHAPES[job.table]
     task_key = "task_name" if shape.row_has_task_name else None
-    result = ChunkResult([], 0, 0, None)
-    position, size = 0, len(data)
-    refused: list[tuple[int, bytes, bool]] = []
-    while position < size:
-        position, lines, rows, ints, texts, mismatches, example = scan_rows(
-            data, position, shape.ints, shape.texts, shape.jsons, task_key, job.task_name
-        )
-        if rows:
-            if refused:
-                _exact_batch(refused, job, result)
-            result.batches.append(_scanned_batch(rows, ints, texts, job))
-            result.mismatches += mismatches
-            result.mismatch_example = result.mismatch_example or example
-        result.lines += lines
-        if position < size:
-            end = data.find(b"\n", position)
-            unterminated = end < 0
-            end = size if unterminated else end
-            result.lines += 1
-            refused.append((result.lines, data[position:end], unterminated))
-            position = end + 1
-    if refused:
-        _exact_batch(refused, job, result)
+    lines, rows, ints, texts, mismatches, example, refused = scan_rows(
+        data, shape.ints, shape.texts, shape.jsons, task_key, job.task_name
+    )
+    result = ChunkResult([], lines, mismatches, example)
+    scanned = _scanned_batch(rows, ints, texts, job)
+    if not refused:
+        result.batches += [scanned] if rows else []
+        return result
+    unterminated = not data.endswith(b"\n")
+    exact = _exact_batch(
+        [
+            (line, data[start:end], unterminated and end == len(data))
+            for start, end, line, _ in refused
+        ],
+        job,
+        result,
+    )
+    ordered = _in_file_order(scanned, exact, [before for *_, before in refused])
+    result.batches.extend(ordered.combine_chunks().to_batches())
     return result
 
 

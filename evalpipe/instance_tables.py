@@ -19,8 +19,8 @@ Byte-range chunks balance the cores whatever the files' sizes; one thread per ta
 (requests are ~85% of the bytes). At most two chunks per worker are in flight, so memory is bounded
 by `chunk_bytes` and `batch_rows`, never by file size.
 
-Lines are numbered per chunk in the worker; this process adds the lines of the chunks before, so
-an error names the file and its true line number.
+Lines are numbered per chunk by the parser; the writing thread adds the lines of the chunks
+before, so an error names the file and its true line number.
 """
 
 from __future__ import annotations
@@ -177,9 +177,8 @@ def _outcomes(jobs: list[ChunkJob], workers: int) -> Iterator[Outcome]:
     Closing the iterator early (an error) drops the jobs not started."""
     pool = ThreadPoolExecutor(workers, thread_name_prefix="evalpipe-parse")
     pending: deque[Future[Outcome]] = deque()
-    upcoming = iter(jobs)
     try:
-        for job in upcoming:
+        for job in jobs:
             pending.append(pool.submit(_parsed, job))
             if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
                 yield pending.popleft().result()
