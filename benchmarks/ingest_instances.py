@@ -12,11 +12,11 @@ sample generator, then times, each in its own subprocess:
     with `to_json(...)` on nested columns, `COPY ... TO ... (FORMAT parquet)`, DuckDB defaults;
 
 and evalpipe again on the larger run, to show how time and memory grow. With `--repeat N` the
-1x contenders run N times in turn and the fastest run of each is reported (background load on a
+contenders run N times in turn and the fastest run of each is reported (background load on a
 shared machine only ever slows a run down).
 
 Peak RSS is measured from outside: this process samples, every 20 ms, the summed VmRSS of the
-contender and all its descendants (evalpipe's parser processes included). Sampling can miss a
+contender and all its descendants (evalpipe runs in one process; DuckDB too). Sampling can miss a
 spike shorter than the interval, so each child also reports its own `ru_maxrss` and the largest
 `ru_maxrss` of its children; "bound" is own peak + children x largest child peak, an upper bound on
 concurrent RSS. Wall time is measured inside the child around the work (interpreter start and
@@ -249,7 +249,9 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=4)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--keep", action="store_true", help="keep the generated dumps for reuse")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each 1x contender (best)")
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="runs of each contender (the best is kept)"
+    )
     parser.add_argument(
         "--child", nargs=3, metavar=("CONTENDER", "RUN_DIR", "OUT"), help=argparse.SUPPRESS
     )
@@ -301,7 +303,7 @@ def bench(workdir: Path, size_gb: float, scale: int, repeat: int, created: list[
             "baseline": (small, outputs / "baseline"),
         },
     )
-    results |= best_of(1, {"evalpipe large": (large, outputs / "evalpipe-large")})
+    results |= best_of(repeat, {"evalpipe large": (large, outputs / "evalpipe-large")})
     ours, base, ours_large = results["evalpipe"], results["baseline"], results["evalpipe large"]
     print(f"load average after: {os.getloadavg()[0]:.2f}\n")
     print(
