@@ -7,11 +7,13 @@ re-ingest replaces exactly that run's rows and a crash leaves the previous file 
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterable
-from contextlib import ExitStack
+from collections.abc import Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -22,6 +24,8 @@ import pyarrow.parquet as pq
 
 DATA_FILE = "data.parquet"
 PARTIAL_SUFFIX = ".partial"
+COMMITS_DIR = ".commits"
+"""Journals of multi-table commits whose renames are under way (see `StagedPartitions`)."""
 
 JSON_TEXT_MARK = {b"evalpipe.content": b"json"}
 
@@ -211,15 +215,39 @@ class Lake:
     def stage(
         self, run_id: str, tables: Iterable[str], row_group_size: int = 64_000
     ) -> StagedPartitions:
-        """Writers for one run's partitions of `tables` that `commit()` replaces together."""
+        """Writers for one run's partitions of `tables` that `commit()` replaces together
+        (first finishing any commit a crash interrupted)."""
+        self.finish_interrupted_commits()
         return StagedPartitions(
+            self.root,
             {
                 table: PartitionWriter(
                     self.partition_file(table, run_id), SCHEMAS[table], row_group_size
                 )
                 for table in tables
-            }
+            },
         )
+
+    def finish_interrupted_commits(self) -> int:
+        """Roll forward the multi-table commits a crash cut short: rename into place every staged
+        file their journal names that is still there. A journal whose committer is alive (it
+        holds the journal's lock) is left alone. Returns the number of commits finished."""
+        directory = self.root / COMMITS_DIR
+        finished = 0
+        for journal in sorted(directory.glob("*.json")) if directory.is_dir() else []:
+            with open(journal) as handle:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    continue
+                if os.fstat(handle.fileno()).st_nlink == 0:
+                    continue  # its committer finished and removed it while we waited
+                for staged, target in json.load(handle)["renames"]:
+                    if (self.root / staged).exists():
+                        os.replace(self.root / staged, self.root / target)
+                journal.unlink()
+                finished += 1
+        return finished
 
     def write(self, table: str, run_id: str, rows: pa.Table | Iterable[dict]) -> int:
         """Replace one run's partition of `table` with `rows`; returns the row count."""
@@ -288,7 +316,7 @@ class PartitionWriter:
         self.schema = schema
         self.row_group_size = row_group_size
         self.rows = 0
-        self._tmp = target.parent / f".{target.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
+        self.staged = target.parent / f".{target.name}.{uuid.uuid4().hex}{PARTIAL_SUFFIX}"
         self._writer: pq.ParquetWriter | None = None
 
     def __enter__(self) -> PartitionWriter:
@@ -298,7 +326,7 @@ class PartitionWriter:
         self.target.parent.mkdir(parents=True, exist_ok=True)
         plain = _plain_columns(self.schema)
         self._writer = pq.ParquetWriter(
-            self._tmp,
+            self.staged,
             self.schema,
             compression="zstd",
             use_dictionary=plain,
@@ -328,29 +356,31 @@ class PartitionWriter:
         """Close and fsync the temporary file: complete on disk, not yet in place."""
         assert self._writer is not None, "use PartitionWriter as a context manager"
         self._writer.close()
-        _fsync(self._tmp)
+        _fsync(self.staged)
 
     def publish(self) -> None:
         """Rename the finished temporary file over the partition (the one atomic step)."""
-        os.replace(self._tmp, self.target)
+        os.replace(self.staged, self.target)
 
     def discard(self) -> None:
         """Drop whatever was not published; safe to call after `publish`."""
         if self._writer is not None:
             self._writer.close()
-        self._tmp.unlink(missing_ok=True)
+        self.staged.unlink(missing_ok=True)
 
 
 class StagedPartitions:
     """One run's partitions of several tables, written side by side and replaced together.
 
-    `commit()` first finishes every temporary file, then renames them all, so a failure while
-    writing (bad input, a full disk) replaces none of them. Leaving the `with` block without
-    `commit()` discards everything. The renames are not one atomic step: a crash between them
-    (microseconds) can leave some tables new and some old, which a re-ingest repairs.
+    `commit()` first finishes every temporary file, so a failure while writing (bad input, a full
+    disk) replaces none of them; then it records the renames in a journal under the lake's
+    `.commits/` and renames the files. A crash in the middle of the renames leaves the journal,
+    and the next `Lake.stage` finishes them, so the tables never stay half old, half new. Leaving
+    the `with` block without `commit()` discards everything.
     """
 
-    def __init__(self, writers: dict[str, PartitionWriter]) -> None:
+    def __init__(self, root: Path, writers: dict[str, PartitionWriter]) -> None:
+        self.root = root
         self.writers = writers
         self._stack = ExitStack()
 
@@ -368,11 +398,39 @@ class StagedPartitions:
     def commit(self) -> None:
         for writer in self.writers.values():
             writer.finish()
-        for writer in self.writers.values():
-            writer.publish()
+        renames = [(w.staged, w.target) for w in self.writers.values()]
+        with commit_journal(self.root, renames):
+            for writer in self.writers.values():
+                writer.publish()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self._stack.close()
+
+
+@contextmanager
+def commit_journal(root: Path, renames: list[tuple[Path, Path]]) -> Iterator[None]:
+    """A durable record of `renames` (paths under `root`), locked while the block runs.
+
+    The journal appears under its final name only once written and locked, so a reader that can
+    lock it knows its committer is gone (a process's locks die with it). The block's own errors
+    remove it: only a crash leaves a journal behind."""
+    directory = root / COMMITS_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    name = uuid.uuid4().hex
+    journal = directory / f"{name}.json"
+    pending = directory / f".{name}{PARTIAL_SUFFIX}"
+    record = {"renames": [[str(a.relative_to(root)), str(b.relative_to(root))] for a, b in renames]}
+    with open(pending, "x") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        json.dump(record, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+        os.replace(pending, journal)
+        _fsync(directory)
+        try:
+            yield
+        finally:
+            journal.unlink()
 
 
 def _fsync(path: Path) -> None:

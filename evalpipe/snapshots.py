@@ -481,8 +481,9 @@ def _scan(
             raise ValueError(f"snapshot source {name!r} is not a directory: {root}")
         summary[name] = {"files": 0, "bytes": 0}
         for dirpath, dirnames, filenames in os.walk(root):
-            dirnames.sort()
-            for filename in sorted(filenames):
+            # hidden entries are writes in progress (`.x.partial`) and commit journals
+            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+            for filename in sorted(f for f in filenames if not f.startswith(".")):
                 local = Path(dirpath, filename)
                 if local.is_file():
                     found.append((f"{name}/{local.relative_to(root).as_posix()}", local))

@@ -78,7 +78,9 @@ class WarehouseBuild:
 
 def build_warehouse(lake: Lake, path: Path) -> WarehouseBuild:
     """Write a fresh warehouse with one view per lake table and per derived table (`runs`
-    carrying each run's status) and return the row count behind each."""
+    carrying each run's status) and return the row count behind each. Commits a crash cut short
+    are finished first, so the views never show a run's tables half replaced."""
+    lake.finish_interrupted_commits()
     views = {table: f"SELECT * FROM {table_source(lake, table)}" for table in SCHEMAS}
     views["runs"] = runs_with_status_sql(lake)
     for table in lake.derived_tables():

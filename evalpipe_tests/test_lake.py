@@ -1,11 +1,21 @@
 """Lake partitions are replaced whole and atomically: a crash leaves the previous file readable."""
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pyarrow as pa
 import pytest
 
-from evalpipe.lake import SCHEMAS, Lake, partition_key, run_id_from_key
+from evalpipe.lake import (
+    COMMITS_DIR,
+    SCHEMAS,
+    Lake,
+    commit_journal,
+    partition_key,
+    run_id_from_key,
+)
 
 RUN = "2025-11-03_posttrain/_eval_results/org_model__main"
 
@@ -60,3 +70,71 @@ def test_rows_that_do_not_fit_the_schema_are_rejected_before_replacing(tmp_path:
 def test_unknown_table_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="unknown lake table 'nope'"):
         Lake(tmp_path).partition_file("nope", RUN)
+
+
+STAGED = ("task_metrics", "task_choices")
+CRASHING_COMMIT = """
+import os, sys
+from pathlib import Path
+import pyarrow as pa
+from evalpipe.lake import Lake, PartitionWriter
+
+published = PartitionWriter.publish
+
+def publish_then_die(self):
+    published(self)
+    os._exit(9)  # a crash (power cut, OOM kill) right after the first rename
+
+PartitionWriter.publish = publish_then_die
+lake, run = Lake(Path(sys.argv[1])), sys.argv[2]
+rows = {
+    "task_metrics": {"run_id": run, "task_name": "new", "metric": "acc", "value": 1.0},
+    "task_choices": {"run_id": run, "task_name": "new", "n_choices": 4, "generative": False},
+}
+with lake.stage(run, rows) as staged:
+    for table, row in rows.items():
+        writer = staged.writer(table)
+        writer.write_table(pa.Table.from_pylist([row], writer.schema))
+    staged.commit()
+"""
+
+
+def staged_tasks(lake: Lake) -> dict[str, list[str]]:
+    return {t: [r["task_name"] for r in lake.read(t, RUN).to_pylist()] for t in STAGED}
+
+
+def test_a_crash_between_the_renames_of_a_staged_commit_is_rolled_forward(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    lake.write(
+        "task_metrics", RUN, [{"run_id": RUN, "task_name": "old", "metric": "acc", "value": 0.0}]
+    )
+    lake.write(
+        "task_choices",
+        RUN,
+        [{"run_id": RUN, "task_name": "old", "n_choices": 2, "generative": False}],
+    )
+    crashed = subprocess.run(
+        [sys.executable, "-c", CRASHING_COMMIT, str(lake.root), RUN],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)},
+        capture_output=True,
+        text=True,
+    )
+    assert crashed.returncode == 9, crashed.stderr
+    assert staged_tasks(lake) == {"task_metrics": ["new"], "task_choices": ["old"]}  # half done
+
+    assert lake.finish_interrupted_commits() == 1
+    assert staged_tasks(lake) == {"task_metrics": ["new"], "task_choices": ["new"]}
+    assert not list((lake.root / COMMITS_DIR).glob("*.json"))
+    assert lake.finish_interrupted_commits() == 0
+
+
+def test_a_commit_in_progress_is_not_touched_by_recovery(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    lake.write("task_metrics", RUN, metric_rows(1, 0.5))
+    staged = lake.root / "task_metrics" / ".staged.partial"
+    staged.write_bytes(b"not yet renamed")
+    with commit_journal(lake.root, [(staged, lake.partition_file("task_metrics", RUN))]):
+        assert lake.finish_interrupted_commits() == 0  # its committer holds the lock
+        assert staged.exists()
+    assert not list((lake.root / COMMITS_DIR).glob("*.json"))  # removed by its committer
+    assert lake.read("task_metrics", RUN).to_pylist() == metric_rows(1, 0.5)

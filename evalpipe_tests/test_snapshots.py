@@ -235,6 +235,23 @@ def test_dry_run_plans_but_writes_nothing(backend: Backend, tmp_path: Path) -> N
     assert backend.stored() == {}
 
 
+def test_writes_in_progress_and_commit_journals_are_not_snapshotted(tmp_path: Path) -> None:
+    """Hidden entries are a partition being written (`.data.parquet.<id>.partial`) or a commit's
+    journal (`lake/.commits/`): half-written or transient, never part of the state."""
+    sources = make_tree(tmp_path / "home")
+    in_progress = {
+        "lake/results/model=olmo-7b/.part-1.parquet.0a1b.partial": b"half a file",
+        "lake/.commits/0a1b.json": b'{"renames": []}',
+    }
+    for rel, data in in_progress.items():
+        (tmp_path / "home" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "home" / rel).write_bytes(data)
+    store = tmp_path / "store"
+    result = take_snapshot(sources, store.as_uri(), now=NOW, dry_run=True)
+    assert result.files == 6
+    assert not {e["path"] for e in result.manifest["files"]} & {rel for rel in in_progress}
+
+
 def test_verify_finds_corrupted_and_missing_objects(backend: Backend, tmp_path: Path) -> None:
     home = tmp_path / "home"
     snapshot(make_tree(home), backend)
