@@ -5,8 +5,8 @@ A run directory holds gigabytes of per-instance JSONL. `ingest_instances` stream
 partitions and replaces them together, only when every line of every file parsed.
 
 Parallel design (measured on a 2-core machine; figures in `benchmarks/README.md`). Per GB of
-sample dumps the C scanner (`_instance_scan.c`, via `instance_parse`) reads and converts the lines
-in ~0.5 CPU-seconds and the Parquet encoding (zstd) takes ~0.8. So:
+sample dumps, reading the files takes ~0.2 CPU-seconds, converting the lines with the C scanner
+(`_instance_scan.c`, via `instance_parse`) ~0.6 and encoding the Parquet files (zstd) ~0.8. So:
 
 - every file is cut into chunks of whole lines (`chunk_bytes`, found by seeking to a newline);
 - parser threads (one per core) read and parse chunks into Arrow record batches; the scanner runs
@@ -59,7 +59,7 @@ DEFAULT_BATCH_ROWS = 8192
 DEFAULT_CHUNK_BYTES = 4 << 20
 MAX_CHUNK_BYTES = 256 << 20  # keeps a chunk's JSON text within 32-bit Arrow string offsets
 ROW_GROUP_MAX_BYTES = 128 << 20  # wide rows: cut a row group early rather than hold more
-MAX_WORKERS = 4  # the writer keeps up with about four parser threads
+MAX_WORKERS = 4  # the one writing thread (~0.8 CPU-s per GB, as much as a parser) is the limit
 IN_FLIGHT_PER_WORKER = 2  # one being parsed, one queued: workers never wait for a job
 
 Outcome = ChunkResult | DumpFormatError

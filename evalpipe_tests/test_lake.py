@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from evalpipe.lake import (
@@ -77,6 +78,7 @@ CRASHING_COMMIT = """
 import os, sys
 from pathlib import Path
 import pyarrow as pa
+import pyarrow.parquet as pq
 from evalpipe.lake import Lake, PartitionWriter
 
 published = PartitionWriter.publish
@@ -138,3 +140,19 @@ def test_a_commit_in_progress_is_not_touched_by_recovery(tmp_path: Path) -> None
         assert staged.exists()
     assert not list((lake.root / COMMITS_DIR).glob("*.json"))  # removed by its committer
     assert lake.read("task_metrics", RUN).to_pylist() == metric_rows(1, 0.5)
+
+
+def test_json_text_columns_are_written_without_dictionary_or_statistics(tmp_path: Path) -> None:
+    """They are large and unique: a dictionary attempt and min/max cost time and prune nothing."""
+    lake = Lake(tmp_path / "lake")
+    rows = [
+        {"run_id": RUN, "task_name": "t", "doc_id": i, "metrics": f'{{"acc": {i % 2}}}'}
+        for i in range(100)
+    ]
+    lake.write("predictions", RUN, rows)
+    group = pq.ParquetFile(lake.partition_file("predictions", RUN)).metadata.row_group(0)
+    columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+    assert columns["metrics"].statistics is None
+    assert not any("DICTIONARY" in e for e in columns["metrics"].encodings)
+    assert columns["doc_id"].statistics.has_min_max and columns["doc_id"].statistics.max == 99
+    assert any("DICTIONARY" in e for e in columns["task_name"].encodings)
