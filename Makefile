@@ -9,7 +9,7 @@ export GX_ANALYTICS_ENABLED := false
 
 .PHONY: demo test dev lint format bench clean
 
-$(STAMP): pyproject.toml evalpipe/_instance_scan.c
+$(STAMP): pyproject.toml evalpipe/sources/olmes/_instance_scan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
@@ -41,4 +41,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix evalpipe evalpipe_tests benchmarks
 
 clean:
-	rm -rf $(VENV) build evalpipe/*.so data/lake data/warehouse.duckdb data/reconstructed data/reports data/dagster
+	rm -rf $(VENV) build evalpipe/sources/olmes/*.so data/lake data/warehouse.duckdb data/reconstructed data/reports data/dagster

@@ -92,8 +92,8 @@ def _timed(work: Callable[[], int]) -> dict[str, float]:
 
 
 def run_evalpipe(run_dir: Path, out: Path) -> dict[str, float]:
-    from evalpipe.instance_tables import ingest_instances
-    from evalpipe.lake import Lake
+    from evalpipe.sources.olmes.instances import ingest_instances
+    from evalpipe.storage.lake import Lake
 
     return _timed(lambda: ingest_instances(RUN_ID, run_dir, Lake(out)).workers)
 
@@ -202,7 +202,7 @@ def measure(contender: str, run_dir: Path, out: Path) -> dict[str, float]:
 
 def generate(workdir: Path, size_gb: float, created: list[Path]) -> Path:
     """A run directory of at least `size_gb` GB (1e9 bytes), reused when already complete."""
-    from evalpipe.samples import generate_dumps, run_dir_bytes
+    from evalpipe.sources.olmes.samples import generate_dumps, run_dir_bytes
 
     instances = math.ceil(size_gb * INSTANCES_PER_GB)
     root = workdir / f"dumps-{instances}"
@@ -229,7 +229,7 @@ def row_counts(paths: dict[str, Path]) -> dict[str, int]:
 
 
 def evalpipe_outputs(lake_root: Path) -> dict[str, Path]:
-    from evalpipe.lake import Lake
+    from evalpipe.storage.lake import Lake
 
     return {t: Lake(lake_root).partition_file(t, RUN_ID) for t in TABLE_KINDS}
 

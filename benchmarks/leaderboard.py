@@ -40,10 +40,10 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from evalpipe.lake import Lake
-from evalpipe.leaderboard import build_leaderboards
-from evalpipe.output import render
-from evalpipe.warehouse import build_warehouse, read_runs_with_status
+from evalpipe.core.output import render
+from evalpipe.results.leaderboard import build_leaderboards
+from evalpipe.storage.lake import Lake
+from evalpipe.storage.warehouse import build_warehouse, read_runs_with_status
 
 EVALPIPE = Path(sys.executable).parent / "evalpipe"
 TARGETS = {"rebuild": 10.0, "leaderboard": 2.0, "significance": 2.0}

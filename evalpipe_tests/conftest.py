@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from evalpipe.config import Settings, load_settings
-from evalpipe.samples import generate_dumps
+from evalpipe.core.config import Settings, load_settings
+from evalpipe.sources.olmes.samples import generate_dumps
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 

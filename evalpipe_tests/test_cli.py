@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from evalpipe.cli import main
-from evalpipe.config import Settings
-from evalpipe.formats.olmes import find_run_dirs
+from evalpipe.core.config import Settings
+from evalpipe.sources.olmes.reader import find_run_dirs
 
 
 @pytest.fixture

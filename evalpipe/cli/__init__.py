@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import duckdb
 
 from evalpipe.cli import checks, ingest, query, snapshots
-from evalpipe.warehouse import WarehouseMissing
+from evalpipe.storage.warehouse import WarehouseMissing
 
 AREAS = (ingest, checks, query, snapshots)
 

@@ -6,9 +6,9 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from evalpipe.config import load_settings
-from evalpipe.output import render
-from evalpipe.warehouse import query
+from evalpipe.core.config import load_settings
+from evalpipe.core.output import render
+from evalpipe.storage.warehouse import query
 
 if TYPE_CHECKING:
     import dagster as dg

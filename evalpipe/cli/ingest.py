@@ -7,9 +7,9 @@ import os
 import sys
 from pathlib import Path
 
-from evalpipe.config import Settings, load_settings
-from evalpipe.output import render
-from evalpipe.warehouse import query
+from evalpipe.core.config import Settings, load_settings
+from evalpipe.core.output import render
+from evalpipe.storage.warehouse import query
 
 DEMO_SHAPE = {"runs": 5, "tasks": 16, "instances": 40, "seed": 7}
 
@@ -69,7 +69,8 @@ def ingest_and_report(settings: Settings, *, force: bool, verbose: bool = False)
     )
     print(
         f"{report.scanned} run directories: {len(report.outcomes) - len(report.failed)} ingested, "
-        f"{report.skipped_unchanged} unchanged, {len(report.failed)} failed"
+        f"{report.skipped_unchanged} unchanged, {len(report.failed)} failed "
+        f"({report.batches} Dagster runs)"
     )
     if settings.warehouse.exists():
         print(render(*query(settings.warehouse, RUN_SUMMARY_SQL)))
@@ -107,7 +108,7 @@ def _report_failed_checks(settings: Settings, run_ids: list[str]) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     """Generate the bundled sample dumps if absent, ingest them, print the result."""
     from evalpipe.cli.snapshots import snapshot_and_report
-    from evalpipe.samples import generate_dumps
+    from evalpipe.sources.olmes.samples import generate_dumps
 
     settings = load_settings()
     if not settings.dumps.exists() or not any(settings.dumps.iterdir()):
@@ -116,12 +117,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = load_settings({**os.environ, "EVALPIPE_SETTLE_SECONDS": "0"})
     status = ingest_and_report(settings, force=False)
     print(f"\ntaking a local snapshot to {settings.snapshot_target} ...")
-    status = max(
-        status,
-        snapshot_and_report(
-            settings, settings.snapshot_target, None, note="make demo", progress=None
-        ),
-    )
+    status = max(status, snapshot_and_report(settings, None, note="make demo"))
     print(
         f"\nwarehouse: {settings.warehouse}\n"
         'query it:   evalpipe sql "SELECT * FROM task_results LIMIT 5"\n'

@@ -1,9 +1,9 @@
 """Read-only questions on the warehouse: `sql`, `runs`, `show`, `leaderboard`, `compare`,
 `significance`, `export`, `stats`.
 
-Each command is SQL (values always as `?` parameters) plus a call into `evalpipe.comparison` or
-`evalpipe.stats`; every one speaks `--format table|markdown|csv|json` through
-`evalpipe.output.render`. Unknown names exit 2 with the closest known ones.
+Each command is SQL (values always as `?` parameters) plus a call into `evalpipe.results.comparison` or
+`evalpipe.results.stats`; every one speaks `--format table|markdown|csv|json` through
+`evalpipe.core.output.render`. Unknown names exit 2 with the closest known ones.
 """
 
 from __future__ import annotations
@@ -19,13 +19,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from evalpipe import comparison
-from evalpipe.atomic import atomic_path
-from evalpipe.config import load_settings
-from evalpipe.lake import Lake
-from evalpipe.output import FORMATS, render
-from evalpipe.suites import load_suites
-from evalpipe.warehouse import connect_read_only, query
+from evalpipe.core.atomic import atomic_path
+from evalpipe.core.config import load_settings
+from evalpipe.core.output import FORMATS, render
+from evalpipe.results import comparison
+from evalpipe.results.suites import load_suites
+from evalpipe.storage.lake import Lake
+from evalpipe.storage.warehouse import connect_read_only, query
 
 RUNS_SQL = r"""
 SELECT run_id, model, revision, status, n_tasks, n_aggregates, ingested_at FROM runs

@@ -5,14 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from evalpipe.config import Settings, load_settings
-from evalpipe.output import render
-from evalpipe.snapshots import (
+from evalpipe.core.config import Settings, load_settings
+from evalpipe.core.output import render
+from evalpipe.snapshots.manifests import (
     ProgressEvent,
     SnapshotError,
     diff_snapshots,
@@ -70,43 +69,53 @@ def _fail(exc: Exception) -> int:
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
-    target, client = _target_and_client(args)
-    return snapshot_and_report(
-        load_settings(), target, client, note=args.note, dry_run=args.dry_run
-    )
+    settings = load_settings()
+    if args.dry_run:
+        target, client = _target_and_client(args)
+        return dry_run_and_report(settings, target, client, note=args.note)
+    return snapshot_and_report(settings, args.target, note=args.note)
 
 
-def snapshot_and_report(
-    settings: Settings,
-    target: str,
-    client: object,
-    *,
-    note: str,
-    dry_run: bool = False,
-    progress: Callable[[ProgressEvent], None] | None = _print_progress,
-) -> int:
-    """Take a snapshot, record it in the instance (so the UI shows it) and print a summary."""
-    import dagster as dg
-
-    from evalpipe.defs.runner import get_instance
-    from evalpipe.defs.snapshots.assets import SNAPSHOT_ASSET, run_snapshot, snapshot_metadata
+def dry_run_and_report(settings: Settings, target: str, client: object, *, note: str) -> int:
+    """Hash everything and say what a snapshot would upload; store nothing, record nothing."""
+    from evalpipe.defs.snapshots.assets import run_snapshot
 
     try:
         result = run_snapshot(
-            settings, target=target, client=client, note=note, dry_run=dry_run, progress=progress
+            settings, target=target, client=client, note=note, dry_run=True, progress=None
         )
     except (SnapshotError, BotoCoreError, ClientError, OSError) as exc:
         return _fail(exc)
-    if not dry_run:
-        get_instance(settings).report_runless_asset_event(
-            dg.AssetMaterialization(asset_key=SNAPSHOT_ASSET, metadata=snapshot_metadata(result))
-        )
-    verb = "would upload" if dry_run else "uploaded"
     print(
-        f"snapshot {result.snapshot_id} at {result.uri}: {result.files} files, "
-        f"{result.bytes_total / 1e6:.1f} MB; {verb} {result.files_uploaded} files "
-        f"({result.bytes_uploaded / 1e6:.1f} MB), reused {result.bytes_reused / 1e6:.1f} MB, "
-        f"in {result.duration_s:.1f}s"
+        f"dry run for {result.uri}: {result.files} files, {result.bytes_total / 1e6:.1f} MB; "
+        f"would upload {result.files_uploaded} files ({result.bytes_uploaded / 1e6:.1f} MB), "
+        f"reuse {result.bytes_reused / 1e6:.1f} MB; nothing was stored"
+    )
+    return 0
+
+
+def snapshot_and_report(settings: Settings, target: str | None, *, note: str) -> int:
+    """Materialize the `snapshot` asset (the same job the daily schedule runs, on the same
+    instance, so the UI shows it) and print a summary."""
+    from evalpipe.definitions import build_definitions
+    from evalpipe.defs.runner import get_instance, quiet_run_config, step_errors
+    from evalpipe.defs.snapshots.assets import SNAPSHOT_ASSET, SNAPSHOT_JOB
+
+    config = {"note": note, **({"target": target} if target else {})}
+    run_config = {**quiet_run_config("CRITICAL"), "ops": {SNAPSHOT_ASSET: {"config": config}}}
+    job = build_definitions(settings).resolve_job_def(SNAPSHOT_JOB)
+    result = job.execute_in_process(
+        run_config=run_config, instance=get_instance(settings), raise_on_error=False
+    )
+    if not result.success:
+        return _fail(RuntimeError("; ".join(step_errors(result)) or "the snapshot run failed"))
+    materialization = result.asset_materializations_for_node(SNAPSHOT_ASSET)[0]
+    meta = {k: v.value for k, v in materialization.metadata.items()}
+    print(
+        f"snapshot {meta['snapshot_id']} at {meta['uri']}: {meta['files']} files, "
+        f"{meta['bytes_total'] / 1e6:.1f} MB; uploaded {meta['files_uploaded']} files "
+        f"({meta['bytes_uploaded'] / 1e6:.1f} MB), reused {meta['bytes_reused'] / 1e6:.1f} MB, "
+        f"in {meta['duration_s']:.1f}s (Dagster run {result.run_id[:8]})"
     )
     return 0
 

@@ -4,12 +4,12 @@ from pathlib import Path
 
 import dagster as dg
 
-from evalpipe.config import Settings, load_settings
-from evalpipe.lake import Lake
+from evalpipe.core.config import Settings, load_settings
+from evalpipe.storage.lake import Lake
 
 
 class EvalpipeHome(dg.ConfigurableResource):
-    """Paths from `evalpipe.config`; tests build one on `tmp_path`."""
+    """Paths from `evalpipe.core.config`; tests build one on `tmp_path`."""
 
     home: str
     dumps: str

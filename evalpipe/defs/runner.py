@@ -1,9 +1,12 @@
 """Synchronous execution of the Dagster definitions for the CLI, on the same instance as the UI.
 
-`evalpipe ingest` must do what the sensor does, so it launches the same `ingest_run` job per
-partition (tagged with the same ingest key) and then the downstream refresh job, recording every
-run in `$DAGSTER_HOME` where `dagster dev` shows it.
+`evalpipe ingest` does what the sensors do: for each source it adds the new runs as partitions,
+launches the source's ingest job once per contiguous range of pending partitions (a batch: the
+per-run overhead is paid once), then the downstream refresh job, recording every run in
+`$DAGSTER_HOME` where `dagster dev` shows it.
 """
+
+from __future__ import annotations
 
 import os
 import shutil
@@ -14,13 +17,13 @@ from pathlib import Path
 
 import dagster as dg
 
-from evalpipe.config import Settings
-from evalpipe.defs.integrity.checks import PER_RUN_CHECKS_STEP
-from evalpipe.defs.olmes.ingest_state import OUTCOME_TAG, QUARANTINED, ingest_tags, pending_scans
-from evalpipe.defs.partitions import olmes_runs
-from evalpipe.formats.olmes import RunScan, scan_dumps
+from evalpipe.core.config import Settings
+from evalpipe.definitions import REFRESH_JOB
+from evalpipe.defs.ingest_state import FAILED, Attempt, last_attempts, pending_scans
+from evalpipe.defs.registry import SOURCE_DEFS
+from evalpipe.defs.sources import SourceDefs, contiguous_ranges, range_tags
+from evalpipe.results.status import QUARANTINED
 
-REFRESH_JOB = "refresh_downstream"
 INSTANCE_TEMPLATE = Path(__file__).resolve().parents[2] / "dagster.yaml"
 
 
@@ -44,6 +47,7 @@ def quiet_run_config(log_level: str) -> dict:
 class RunOutcome:
     """`ok`: the run's tables were written; `quarantined`: and a blocking check then failed."""
 
+    source: str
     run_id: str
     ok: bool
     seconds: float
@@ -58,6 +62,7 @@ class IngestReport:
     skipped_unchanged: int
     outcomes: list[RunOutcome]
     refreshed: bool
+    batches: int = 0
 
     @property
     def failed(self) -> list[RunOutcome]:
@@ -91,9 +96,42 @@ def ingest(
     progress: Callable[[str], None] = print,
     log_level: str = "CRITICAL",
 ) -> IngestReport:
-    """Ingest every new or changed run directory, then refresh what is downstream."""
-    scans = scan_dumps(settings.dumps)
+    """Ingest every new or changed run of every source, then refresh what is downstream."""
+    report = IngestReport(0, 0, [], False)
+    run_config = quiet_run_config(log_level)
+    for source_defs in SOURCE_DEFS:
+        _ingest_source(defs, source_defs, settings, instance, force, progress, run_config, report)
+    if any(o.ok for o in report.outcomes) or not settings.warehouse.exists():
+        progress("refreshing the warehouse and downstream tables ...")
+        result = defs.resolve_job_def(REFRESH_JOB).execute_in_process(
+            run_config=run_config, instance=instance, raise_on_error=False
+        )
+        if not result.success:
+            raise RuntimeError("refreshing the warehouse failed: " + "; ".join(step_errors(result)))
+        report.refreshed = True
+    return report
+
+
+def _ingest_source(
+    defs: dg.Definitions,
+    source_defs: SourceDefs,
+    settings: Settings,
+    instance: dg.DagsterInstance,
+    force: bool,
+    progress: Callable[[str], None],
+    run_config: dict,
+    report: IngestReport,
+) -> None:
+    source = source_defs.source
+    root = source.root(settings)
+    if not root.is_dir():
+        return
+    scans = source.scan(root)
     pending = list(scans) if force else pending_scans(instance, scans, retry_failed=True)
+    report.scanned += len(scans)
+    report.skipped_unchanged += len(scans) - len(pending)
+    if not pending:
+        return
     now = time.time()
     for scan in pending:
         if not scan.inventory.settled(now, settings.settle_seconds):
@@ -101,59 +139,65 @@ def ingest(
                 f"  note: {scan.run_id} changed less than {settings.settle_seconds:g}s ago; "
                 "it may still be being written"
             )
-    known = set(instance.get_dynamic_partitions(olmes_runs.name))
-    new_keys = [s.run_id for s in pending if s.run_id not in known]
+    name = source_defs.partitions.name
+    known = instance.get_dynamic_partitions(name)
+    new_keys = [s.run_id for s in pending if s.run_id not in set(known)]
     if new_keys:
-        instance.add_dynamic_partitions(olmes_runs.name, new_keys)
-    job = defs.resolve_job_def("ingest_run")
-    run_config = quiet_run_config(log_level)
-    outcomes = [
-        _ingest_one(job, instance, run_config, scan, i, len(pending), progress)
-        for i, scan in enumerate(pending, 1)
-    ]
-    refreshed = False
-    if any(o.ok for o in outcomes) or not settings.warehouse.exists():
-        progress("refreshing the warehouse and downstream tables ...")
-        result = defs.resolve_job_def(REFRESH_JOB).execute_in_process(
-            run_config=run_config, instance=instance, raise_on_error=False
+        instance.add_dynamic_partitions(name, new_keys)
+    order = [*known, *new_keys]
+    ranges = contiguous_ranges(order, {s.run_id for s in pending})
+    job = defs.resolve_job_def(source_defs.job.name)
+    by_id = {s.run_id: s for s in pending}
+    done = 0
+    for first, last, count in ranges:
+        batch = order[order.index(first) : order.index(last) + 1]
+        size = sum(by_id[r].inventory.total_bytes for r in batch)
+        span = f"{first} ... {last}" if count > 1 else first
+        progress(
+            f"[{done + 1}-{done + count}/{len(pending)}] {source.name}: {count} run "
+            f"directories ({size / 1e6:.1f} MB) in one batch: {span}"
         )
-        if not result.success:
-            raise RuntimeError("refreshing the warehouse failed: " + "; ".join(step_errors(result)))
-        refreshed = True
-    return IngestReport(len(scans), len(scans) - len(pending), outcomes, refreshed)
+        started, started_at = time.perf_counter(), time.time()
+        result = job.execute_in_process(
+            run_config=run_config,
+            instance=instance,
+            tags=range_tags(first, last, count),
+            raise_on_error=False,
+        )
+        done += count
+        attempts = last_attempts(instance, source.name, batch)
+        for run_id in batch:
+            outcome = _outcome(source.name, run_id, attempts.get(run_id), started_at, result)
+            report.outcomes.append(outcome)
+            progress(_outcome_line(outcome))
+        progress(f"      batch of {count} in {time.perf_counter() - started:.1f}s")
+        report.batches += 1
 
 
-def _ingest_one(
-    job: dg.JobDefinition,
-    instance: dg.DagsterInstance,
-    run_config: dict,
-    scan: RunScan,
-    index: int,
-    total: int,
-    progress: Callable[[str], None],
+def _outcome(
+    source: str,
+    run_id: str,
+    attempt: Attempt | None,
+    started_at: float,
+    result: dg.ExecuteInProcessResult,
 ) -> RunOutcome:
-    started = time.perf_counter()
-    progress(f"[{index}/{total}] {scan.run_id} ({scan.inventory.total_bytes / 1e6:.1f} MB) ...")
-    result = job.execute_in_process(
-        run_config=run_config,
-        partition_key=scan.run_id,
-        instance=instance,
-        tags=ingest_tags(scan),
-        raise_on_error=False,
-    )
-    seconds = time.perf_counter() - started
-    failed_steps = {e.step_key for e in result.all_events if e.is_step_failure}
-    quarantined = failed_steps == {PER_RUN_CHECKS_STEP}
-    if quarantined:
-        instance.add_run_tags(result.run_id, {OUTCOME_TAG: QUARANTINED})
-    ok = result.success or quarantined
-    errors = [] if quarantined else step_errors(result)
-    outcome = RunOutcome(scan.run_id, ok, seconds, result.run_id, errors, quarantined)
-    if quarantined:
-        progress(f"      ingested in {seconds:.1f}s, QUARANTINED: a blocking check failed")
+    """What became of one run of a batch, from the attempt its ingest recorded."""
+    if attempt is None or attempt.at < started_at:
+        errors = step_errors(result) or ["the batch ended before this run was ingested"]
+        return RunOutcome(source, run_id, False, 0.0, result.run_id, errors)
+    if attempt.outcome == FAILED:
+        return RunOutcome(
+            source, run_id, False, attempt.seconds, result.run_id, [attempt.error or "failed"]
+        )
+    quarantined = attempt.outcome == QUARANTINED
+    return RunOutcome(source, run_id, True, attempt.seconds, result.run_id, [], quarantined)
+
+
+def _outcome_line(outcome: RunOutcome) -> str:
+    if outcome.quarantined:
+        state = f"ingested in {outcome.seconds:.1f}s, QUARANTINED: a blocking check failed"
     elif outcome.ok:
-        progress(f"      ok in {seconds:.1f}s")
+        state = f"ok in {outcome.seconds:.1f}s"
     else:
-        for message in outcome.errors:
-            progress(f"      FAILED {message}")
-    return outcome
+        state = "FAILED " + "; ".join(outcome.errors)
+    return f"      {outcome.run_id}: {state}"

@@ -6,8 +6,8 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from evalpipe.core.output import frame_markdown
 from evalpipe.integrity.outcome import CheckOutcome
-from evalpipe.output import frame_markdown
 
 CHECK_LEADERBOARD_RUNS = "only_healthy_runs_ranked"
 CHECK_WAREHOUSE_VIEWS = "warehouse_views_match_lake"

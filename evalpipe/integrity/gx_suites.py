@@ -34,10 +34,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from evalpipe.core.output import frame_markdown
 from evalpipe.integrity.outcome import CheckOutcome
-from evalpipe.lake import SCHEMAS
-from evalpipe.output import frame_markdown
-from evalpipe.suites import BUILTIN_SUITES, Suite
+from evalpipe.results.suites import BUILTIN_SUITES, Suite
+from evalpipe.storage.schemas import SCHEMAS
 
 if TYPE_CHECKING:
     from great_expectations import ExpectationSuite
@@ -49,7 +49,6 @@ os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
 
 CHECK_TASK_RESULTS = "task_results_schema_and_ranges"
 CHECK_PREDICTIONS = "predictions_schema_and_keys"
-CHECK_REQUESTS = "requests_schema_and_keys"
 
 STR, INT, FLOAT, BOOL, TIMESTAMP = "str", "int", "float", "bool", "Timestamp"
 
@@ -121,14 +120,8 @@ PREDICTIONS = TableSpec(
     keys=("run_id", "task_name", "doc_id"),
     identity=("task_name", "doc_id"),
 )
-REQUESTS = TableSpec(
-    table="requests",
-    check=CHECK_REQUESTS,
-    columns=expected_types("requests"),
-    keys=("run_id", "task_name", "doc_id", "idx"),
-    identity=("task_name", "doc_id", "idx"),
-)
-SPECS = (TASK_RESULTS, PREDICTIONS, REQUESTS)
+SPECS: dict[str, TableSpec] = {spec.table: spec for spec in (TASK_RESULTS, PREDICTIONS)}
+"""Every table with a suite; a source adds its own tables' specs with `register_spec`."""
 SOURCES = ("metrics-all", "artifacts")
 REQUIRED_COLUMNS = "required columns present"
 
@@ -168,12 +161,20 @@ def validate_task_results(
 
 def validate_predictions(frame: pd.DataFrame, *, source_file: str | None = None) -> CheckOutcome:
     """One run's `predictions` against its suite: columns, types, one row per document."""
-    return _validate(PREDICTIONS, _project(frame, PREDICTIONS), source_file=source_file)
+    return validate_table(PREDICTIONS, frame, source_file=source_file)
 
 
-def validate_requests(frame: pd.DataFrame, *, source_file: str | None = None) -> CheckOutcome:
-    """One run's `requests` against its suite: columns, types, one row per request index."""
-    return _validate(REQUESTS, _project(frame, REQUESTS), source_file=source_file)
+def register_spec(spec: TableSpec) -> TableSpec:
+    """Give a source's own table a suite (columns, types, keys)."""
+    SPECS[spec.table] = spec
+    return spec
+
+
+def validate_table(
+    spec: TableSpec, frame: pd.DataFrame, *, source_file: str | None = None
+) -> CheckOutcome:
+    """One run's partition of a table against its spec's suite (no range rules)."""
+    return _validate(spec, _project(frame, spec), source_file=source_file)
 
 
 def _project(frame: pd.DataFrame, spec: TableSpec) -> pd.DataFrame:
@@ -242,15 +243,15 @@ def _context() -> AbstractDataContext:
 
 
 @cache
-def _batch_definitions() -> dict[str, BatchDefinition]:
-    """A whole-dataframe batch per table: each validation passes its frame as a parameter."""
-    source = _context().data_sources.add_pandas("evalpipe")
-    return {
-        spec.table: source.add_dataframe_asset(spec.table).add_batch_definition_whole_dataframe(
-            "whole_partition"
-        )
-        for spec in SPECS
-    }
+def _pandas_source() -> Any:
+    return _context().data_sources.add_pandas("evalpipe")
+
+
+@cache
+def _batch_definition(table: str) -> BatchDefinition:
+    """A whole-dataframe batch for a table: each validation passes its frame as a parameter."""
+    asset = _pandas_source().add_dataframe_asset(table)
+    return asset.add_batch_definition_whole_dataframe("whole_partition")
 
 
 @cache
@@ -260,7 +261,7 @@ def _suite(table: str) -> ExpectationSuite:
     import great_expectations.expectations as gxe
     from great_expectations.expectations.row_conditions import Column
 
-    spec = next(s for s in SPECS if s.table == table)
+    spec = SPECS[table]
     # Added to the context so each expectation gets the id its result is matched back by.
     suite = _context().suites.add(gx.ExpectationSuite(name=f"evalpipe_{table}"))
 
@@ -366,7 +367,7 @@ def _validate(
     extra: Mapping[str, Any] | None = None,
 ) -> CheckOutcome:
     suite = _suite(spec.table)
-    batch = _batch_definitions()[spec.table].get_batch(batch_parameters={"dataframe": data})
+    batch = _batch_definition(spec.table).get_batch(batch_parameters={"dataframe": data})
     result = batch.validate(
         suite,
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": ROWS_PER_FAILURE},

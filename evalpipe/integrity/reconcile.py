@@ -16,9 +16,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evalpipe.core.output import frame_markdown
 from evalpipe.integrity.outcome import CheckOutcome
-from evalpipe.output import frame_markdown
-from evalpipe.suites import Suite
+from evalpipe.results.suites import Suite
 
 CHECK_TASK_ROWS = "task_rows_match_source"
 CHECK_PREDICTION_COUNTS = "predictions_match_num_instances"

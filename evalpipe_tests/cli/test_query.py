@@ -19,12 +19,12 @@ import pyarrow.parquet as pq
 import pytest
 
 from evalpipe.cli import main
-from evalpipe.config import Settings, load_settings
-from evalpipe.lake import Lake
-from evalpipe.output import FORMATS
-from evalpipe.stats import mcnemar_exact, paired_bootstrap
-from evalpipe.suites import BUILTIN_SUITES
-from evalpipe.warehouse import build_warehouse, query
+from evalpipe.core.config import Settings, load_settings
+from evalpipe.core.output import FORMATS
+from evalpipe.results.stats import mcnemar_exact, paired_bootstrap
+from evalpipe.results.suites import BUILTIN_SUITES
+from evalpipe.storage.lake import Lake
+from evalpipe.storage.warehouse import build_warehouse, query
 
 OLMO = "2025-10-08_posttrain/_eval_results/extra/allenai_OLMo-2-1124-7B__main"
 LLAMA_OLD = "2025-10-08_posttrain/_eval_results/meta-llama_Llama-3.1-8B__main"

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from evalpipe.cli import main
-from evalpipe.formats.olmes import find_run_dirs
-from evalpipe.samples import generate_dumps
+from evalpipe.sources.olmes.reader import find_run_dirs
+from evalpipe.sources.olmes.samples import generate_dumps
 from evalpipe_tests.conftest import is_old_format
 
 

@@ -3,10 +3,10 @@
 import dagster as dg
 import duckdb
 
-from evalpipe.config import Settings
+from evalpipe.core.config import Settings
 from evalpipe.definitions import build_definitions
 from evalpipe.defs.runner import ingest
-from evalpipe.lake import Lake
+from evalpipe.storage.lake import Lake
 
 
 def latest_metadata(instance: dg.DagsterInstance, asset: str) -> dict:

@@ -6,13 +6,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from evalpipe.config import Settings
+from evalpipe.core.config import Settings
 from evalpipe.defs.olmes.assets import raw_run_inventory, run_task_tables
 from evalpipe.defs.partitions import olmes_runs
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.runner import step_errors
-from evalpipe.formats.olmes import find_run_dirs, run_id_for
-from evalpipe.lake import Lake
+from evalpipe.sources.olmes.reader import find_run_dirs, run_id_for
+from evalpipe.storage.lake import Lake
 
 
 def ordered(text: str):

@@ -8,13 +8,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from evalpipe.config import Settings
+from evalpipe.core.config import Settings
 from evalpipe.definitions import build_definitions
 from evalpipe.defs.olmes.ingest_state import INGEST_KEY_TAG
 from evalpipe.defs.olmes.sensors import olmes_dump_sensor
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.runner import ingest
-from evalpipe.formats.olmes import find_run_dirs
+from evalpipe.sources.olmes.reader import find_run_dirs
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import pytest
 from dagster_aws.s3 import S3Resource
 
 from evalpipe.cli import main
-from evalpipe.config import Settings
+from evalpipe.core.config import Settings
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.snapshots.assets import snapshot
 from evalpipe_tests.s3_server import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, moto_s3

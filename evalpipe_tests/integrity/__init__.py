@@ -16,9 +16,9 @@ from typing import Any
 import pandas as pd
 import pyarrow as pa
 
-from evalpipe.integrity import frame_from_arrow
-from evalpipe.lake import SCHEMAS
-from evalpipe.suites import CORE_9MCQA
+from evalpipe.integrity.gx_suites import frame_from_arrow
+from evalpipe.results.suites import CORE_9MCQA
+from evalpipe.storage.schemas import SCHEMAS
 
 RUN_ID = "2025-11-03_posttrain/meta-llama_Llama-3.1-8B__main"
 EVALUATED_AT = datetime(2025, 11, 3, 12, 0, tzinfo=timezone.utc)

@@ -12,19 +12,18 @@ import pyarrow as pa
 import pytest
 
 import evalpipe.integrity.gx_suites as gx_suites
-from evalpipe.integrity import (
+from evalpipe.integrity.gx_suites import (
     CHECK_PREDICTIONS,
-    CHECK_REQUESTS,
     CHECK_TASK_RESULTS,
-    CheckOutcome,
     frame_from_arrow,
     is_bounded_metric,
     validate_predictions,
-    validate_requests,
     validate_task_results,
 )
-from evalpipe.lake import SCHEMAS
-from evalpipe.suites import Suite
+from evalpipe.integrity.outcome import CheckOutcome
+from evalpipe.results.suites import Suite
+from evalpipe.sources.olmes.checks import CHECK_REQUESTS, validate_requests
+from evalpipe.storage.schemas import SCHEMAS
 from evalpipe_tests.integrity import (
     ACCURACY_TASK,
     ARTIFACT_ONLY_TASK,
@@ -283,7 +282,7 @@ CASES: dict[str, tuple[Callable[[Run], CheckOutcome], Callable[[Run], CheckOutco
 
 
 def test_every_check_of_this_module_is_covered() -> None:
-    names = {v for k, v in vars(gx_suites).items() if k.startswith("CHECK_")}
+    names = {v for k, v in vars(gx_suites).items() if k.startswith("CHECK_")} | {CHECK_REQUESTS}
     assert names == set(CASES)
 
 

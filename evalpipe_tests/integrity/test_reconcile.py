@@ -12,19 +12,19 @@ import pandas as pd
 import pytest
 
 import evalpipe.integrity.reconcile as reconcile
-from evalpipe.integrity import (
+from evalpipe.integrity.outcome import CheckOutcome
+from evalpipe.integrity.reconcile import (
     CHECK_AGGREGATE_MEMBERS,
     CHECK_AGGREGATES,
     CHECK_PREDICTION_COUNTS,
     CHECK_SOURCE_CONFLICTS,
     CHECK_TASK_ROWS,
-    CheckOutcome,
     reconcile_aggregates,
     reconcile_prediction_counts,
     reconcile_task_rows,
     soft_findings,
 )
-from evalpipe.suites import BUILTIN_SUITES, Suite, load_suites
+from evalpipe.results.suites import BUILTIN_SUITES, Suite, load_suites
 from evalpipe_tests.integrity import (
     ACCURACY_TASK,
     CORE,

@@ -1,7 +1,8 @@
 """Leaderboards across runs: per task, per benchmark and overall, kept current automatically.
 
-Quarantined (and not yet checked) runs are left out; the boards are derived lake tables with
-warehouse views, and each shows its top rows in the UI.
+Only runs whose status is `ok` are ranked; the boards are derived lake tables with warehouse
+views, and each shows its top rows in the UI. They depend on every source's `run_status`, so
+the lineage graph shows that quarantine decides what is ranked.
 """
 
 from datetime import datetime, timezone
@@ -9,15 +10,18 @@ from datetime import datetime, timezone
 import dagster as dg
 import pyarrow as pa
 
+from evalpipe.defs.checks import check_result
 from evalpipe.defs.metadata import markdown_preview, table_metadata
+from evalpipe.defs.registry import per_run_keys
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.warehouse.conditions import REFRESH_ON_ANY_UPDATE
-from evalpipe.leaderboard import build_leaderboards
-from evalpipe.report import render_report, write_report
-from evalpipe.warehouse import read_runs_with_status
+from evalpipe.integrity.cross_run import CHECK_LEADERBOARD_RUNS, leaderboard_runs_healthy
+from evalpipe.results.leaderboard import build_leaderboards
+from evalpipe.results.report import render_report, write_report
+from evalpipe.storage.warehouse import read_runs_with_status
 
 GROUP = "leaderboards"
-UPSTREAM = ["runs", "task_results", "task_choices"]
+UPSTREAM = per_run_keys(["runs", "task_results", "task_choices", "run_status"])
 DESCRIPTIONS = {
     "leaderboard_tasks": "One row per (model, revision, task): the newest run's primary score, "
     "ranked within the task.",
@@ -25,6 +29,8 @@ DESCRIPTIONS = {
     "leaderboard_overall": "Per model: tasks covered, mean score over the tasks every model has, "
     "HELM mean win rate, chance-normalized mean.",
 }
+BOARDS = tuple(DESCRIPTIONS)
+RANKED_BOARDS = ("leaderboard_tasks", "leaderboard_benchmarks")
 
 
 @dg.multi_asset(
@@ -67,10 +73,30 @@ def leaderboards(context: dg.AssetExecutionContext, evalpipe: EvalpipeHome):
         yield dg.MaterializeResult(asset_key=name, metadata=metadata)
 
 
+@dg.multi_asset_check(
+    name="leaderboard_integrity_checks",
+    specs=[
+        dg.AssetCheckSpec(
+            CHECK_LEADERBOARD_RUNS,
+            asset=board,
+            blocking=True,
+            description="ERROR, blocking: every ranked row comes from a run whose status is ok "
+            "(never a quarantined or unchecked run).",
+        )
+        for board in RANKED_BOARDS
+    ],
+)
+def leaderboard_integrity_checks(evalpipe: EvalpipeHome):
+    runs = read_runs_with_status(evalpipe.lake)
+    for board in RANKED_BOARDS:
+        frame = evalpipe.lake.read_derived(board).to_pandas()
+        yield check_result(board, leaderboard_runs_healthy(frame, runs, board))
+
+
 @dg.asset(
     group_name=GROUP,
     kinds={"html"},
-    deps=list(DESCRIPTIONS),
+    deps=list(BOARDS),
     automation_condition=REFRESH_ON_ANY_UPDATE,
     description="reports/leaderboard.html: a self-contained page (no network) with the three "
     "boards, sortable by any column, a chart per task, and links between them.",

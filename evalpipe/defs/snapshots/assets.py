@@ -1,7 +1,8 @@
 """Snapshots of the dumps, the lake and the reconstructed artifacts: daily and on demand.
 
-The asset and `evalpipe snapshot` both call `run_snapshot`; the CLI prints its progress live and
-records the same materialization in the instance, so the UI shows every snapshot either way.
+`evalpipe snapshot` materializes this same asset through `snapshot_job` on the same instance
+as the daily schedule, so the UI shows every snapshot either way; its dry run calls
+`run_snapshot` directly and records nothing.
 """
 
 from collections.abc import Callable
@@ -10,17 +11,19 @@ from typing import Any
 import dagster as dg
 from dagster_aws.s3 import S3Resource
 
-from evalpipe.config import Settings
+from evalpipe.core.config import Settings
+from evalpipe.defs.leaderboards.assets import BOARDS
+from evalpipe.defs.registry import per_run_keys
 from evalpipe.defs.resources import EvalpipeHome
-from evalpipe.lake import Lake
-from evalpipe.snapshot_store import SnapshotTarget
-from evalpipe.snapshots import (
+from evalpipe.snapshots.manifests import (
     ProgressEvent,
     SnapshotResult,
     default_sources,
     snapshot_stats,
     take_snapshot,
 )
+from evalpipe.snapshots.store import SnapshotTarget
+from evalpipe.storage.lake import Lake
 
 SNAPSHOT_ASSET = "snapshot"
 
@@ -74,7 +77,7 @@ class SnapshotConfig(dg.Config):
     name=SNAPSHOT_ASSET,
     group_name="snapshots",
     kinds={"s3", "json"},
-    deps=["runs", "task_results", "predictions", "reconstructed_artifacts", "warehouse"],
+    deps=[*per_run_keys(), *BOARDS],
     description="An immutable, verifiable snapshot (manifest with sha256 of every file) of the "
     "dumps, the lake and the reconstructed artifacts at EVALPIPE_SNAPSHOT_TARGET.",
 )
@@ -96,7 +99,13 @@ def snapshot(
     return dg.MaterializeResult(metadata=snapshot_metadata(result))
 
 
-snapshot_job = dg.define_asset_job("snapshot_job", selection=[SNAPSHOT_ASSET])
+SNAPSHOT_JOB = "snapshot_job"
+snapshot_job = dg.define_asset_job(
+    SNAPSHOT_JOB,
+    selection=[SNAPSHOT_ASSET],
+    description="Store the dumps, the lake and the reconstructed artifacts as a new verified "
+    "snapshot at EVALPIPE_SNAPSHOT_TARGET (config: note, target).",
+)
 
 daily_snapshot = dg.ScheduleDefinition(
     name="daily_snapshot",

@@ -1,0 +1,81 @@
+"""What a source is: scan a root into runs, ingest one run, say what it wrote and checked.
+
+The core (lake, warehouse, run status, leaderboards, snapshots) and the Dagster wiring
+(`evalpipe.defs.sources`) work on this interface only, so a new kind of evaluation output is
+added as `sources/<name>/` implementing it plus `defs/<name>/` registering it, without
+touching either.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from evalpipe.core.config import Settings
+from evalpipe.core.inventory import RunInventory, RunScan
+from evalpipe.results.status import RunCheck
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TableAsset:
+    """One thing a run produces, shown as one asset (`<source>/<name>`) in the UI."""
+
+    name: str
+    description: str
+    kinds: frozenset[str] = frozenset({"parquet"})
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """One per-run check: the asset it is about, its name, whether its failure quarantines."""
+
+    asset: str
+    name: str
+    blocking: bool
+    description: str
+
+
+@dataclass
+class RunResult:
+    """What ingesting one run wrote and found, in plain values for the Dagster layer."""
+
+    run_id: str
+    fingerprint: str
+    """Of the files as they were read (they may have changed since the scan)."""
+    status: str
+    status_reason: str | None
+    checks: list[RunCheck]
+    metadata: dict[str, dict[str, Any]]
+    """Asset name → metadata (numbers, strings, `pandas.DataFrame` previews, `Path`s)."""
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+class Source(Protocol):
+    """A kind of evaluation output evalpipe ingests."""
+
+    name: str
+    """`runs.source`, the asset key prefix and the partition set's name prefix."""
+    assets: Sequence[TableAsset]
+    checks: Sequence[CheckSpec]
+
+    def root(self, settings: Settings) -> Path:
+        """The directory this source watches."""
+        ...
+
+    def scan(self, root: Path) -> list[RunScan]:
+        """Every run under `root` with its inventory (stats only: no file content is read)."""
+        ...
+
+    def inventory(self, root: Path, run_id: str) -> RunInventory:
+        """One run's current inventory, by id (raises `DumpFormatError` if it is gone)."""
+        ...
+
+    def ingest(self, scan: RunScan, settings: Settings, progress: Progress) -> RunResult:
+        """Write one run's tables (all of them or none, with its status) and check them.
+        Bad input raises `DumpFormatError` naming the file and line."""
+        ...

@@ -1,0 +1,148 @@
+"""Every integrity check of one run, evaluated together, and the run's resulting status.
+
+The expected task set is recounted from the source files (not taken from the table builder), and
+prediction counts come from the stored predictions partition, so a lake partition that lost rows
+or a builder bug is caught rather than confirmed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pyarrow as pa
+
+from evalpipe.core.output import frame_markdown
+from evalpipe.integrity.gx_suites import (
+    CHECK_PREDICTIONS,
+    CHECK_TASK_RESULTS,
+    TableSpec,
+    expected_types,
+    frame_from_arrow,
+    register_spec,
+    validate_predictions,
+    validate_table,
+    validate_task_results,
+)
+from evalpipe.integrity.outcome import CheckOutcome
+from evalpipe.integrity.reconcile import (
+    CHECK_AGGREGATE_MEMBERS,
+    CHECK_AGGREGATES,
+    CHECK_PREDICTION_COUNTS,
+    CHECK_SOURCE_CONFLICTS,
+    CHECK_TASK_ROWS,
+    reconcile_aggregates,
+    reconcile_prediction_counts,
+    reconcile_task_rows,
+    soft_findings,
+)
+from evalpipe.results.status import RunCheck
+from evalpipe.results.suites import Suite
+from evalpipe.sources.olmes.reader import (
+    METRICS_ALL,
+    RunRecords,
+)
+from evalpipe.sources.olmes.reconstruct import ReconstructionReport
+
+CHECK_SOURCE_FILES = "source_task_files_match_metrics_all"
+CHECK_REQUESTS = "requests_schema_and_keys"
+
+REQUESTS = register_spec(
+    TableSpec(
+        table="requests",
+        check=CHECK_REQUESTS,
+        columns=expected_types("requests"),
+        keys=("run_id", "task_name", "doc_id", "idx"),
+        identity=("task_name", "doc_id", "idx"),
+    )
+)
+
+
+def validate_requests(frame: pd.DataFrame, *, source_file: str | None = None) -> CheckOutcome:
+    """One run's `requests` against its suite: columns, types, one row per request index."""
+    return validate_table(REQUESTS, frame, source_file=source_file)
+
+
+# (asset, check, blocking) for every per-run check, in the order `evaluate_run` yields them.
+PER_RUN_CHECKS: tuple[tuple[str, str, bool], ...] = (
+    ("task_results", CHECK_TASK_RESULTS, True),
+    ("task_results", CHECK_TASK_ROWS, True),
+    ("task_results", CHECK_AGGREGATES, True),
+    ("task_results", CHECK_AGGREGATE_MEMBERS, False),
+    ("task_results", CHECK_SOURCE_CONFLICTS, False),
+    ("predictions", CHECK_PREDICTIONS, True),
+    ("predictions", CHECK_PREDICTION_COUNTS, True),
+    ("requests", CHECK_REQUESTS, True),
+    ("reconstructed_artifacts", CHECK_SOURCE_FILES, False),
+)
+
+
+def expected_task_names(records: RunRecords) -> set[str]:
+    """Task names as the source files define them: every record of `metrics-all.jsonl` (unique
+    by name) plus tasks present only as artifact files."""
+    return {r.task_name for r in records.records}
+
+
+TableReader = Callable[[str], pd.DataFrame]
+"""A run's (staged) partition of a table, as the checks see it."""
+
+
+def partition_reader(read: Callable[[str], pa.Table]) -> TableReader:
+    return lambda table: frame_from_arrow(read(table))
+
+
+def source_files_outcome(run_dir: Path, report: ReconstructionReport) -> CheckOutcome:
+    """WARN when a per-task -metrics.json / -config.json in the dump differs from metrics-all."""
+    rows = [(m.task_name, m.kind, m.path.name, m.detail) for m in report.mismatches]
+    frame = pd.DataFrame(rows, columns=["task_name", "kind", "file", "detail"])
+    return CheckOutcome(
+        check=CHECK_SOURCE_FILES,
+        passed=not rows,
+        severity="WARN",
+        description=(
+            f"{len(rows)} of {report.compared} per-task files differ from metrics-all.jsonl"
+            if rows
+            else f"all {report.compared} per-task files in the dump agree with metrics-all.jsonl"
+        ),
+        metadata={
+            "files_compared": report.compared,
+            "failures": len(rows),
+            "offending_rows": frame_markdown(frame),
+            "source_file": str(run_dir / METRICS_ALL),
+        },
+    )
+
+
+def evaluate_run(
+    records: RunRecords,
+    reconstruction: ReconstructionReport,
+    read: TableReader,
+    suites: dict[str, Suite],
+    now: datetime | None = None,
+) -> list[RunCheck]:
+    """Run every per-run check on a run's tables (`read`: its new, staged version) against what
+    its source files say (`records`, parsed once by the ingest)."""
+    results = read("task_results")
+    predictions = read("predictions")
+    requests = read("requests")
+    source = str(records.run_dir / METRICS_ALL)
+    findings = [(f.kind, str(f.path), f.message) for f in records.findings]
+    aggregates, members = reconcile_aggregates(results, suites)
+    counts = predictions.groupby("task_name").size().to_dict() if len(predictions) else {}
+    return [
+        RunCheck(
+            "task_results", validate_task_results(results, now, suites=suites, source_file=source)
+        ),
+        RunCheck(
+            "task_results", reconcile_task_rows(results, expected_task_names(records), source)
+        ),
+        RunCheck("task_results", aggregates),
+        RunCheck("task_results", members),
+        RunCheck("task_results", soft_findings(findings)),
+        RunCheck("predictions", validate_predictions(predictions)),
+        RunCheck("predictions", reconcile_prediction_counts(results, counts)),
+        RunCheck("requests", validate_requests(requests)),
+        RunCheck("reconstructed_artifacts", source_files_outcome(records.run_dir, reconstruction)),
+    ]

@@ -1,0 +1,74 @@
+"""Per-task artifacts rebuilt from metrics-all.jsonl match the originals byte for byte."""
+
+import json
+from pathlib import Path
+
+from evalpipe.sources.olmes.reader import read_run
+from evalpipe.sources.olmes.reconstruct import reconstruct_run
+from evalpipe_tests.conftest import is_old_format, run_dirs_where
+
+
+def snapshot(directory: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(directory.iterdir())}
+
+
+def test_an_old_format_run_gets_byte_identical_metrics_files(dumps: Path, tmp_path: Path) -> None:
+    new_format = run_dirs_where(dumps, lambda d: not is_old_format(d))[0]
+    originals = {p.name: p.read_bytes() for p in new_format.glob("task-*-metrics.json")}
+    configs = {p.name: json.loads(p.read_bytes()) for p in new_format.glob("task-*-config.json")}
+    for name in [*originals, *configs]:
+        (new_format / name).unlink()
+    source_before = snapshot(new_format)
+
+    report = reconstruct_run(read_run(new_format), tmp_path / "out")
+
+    rebuilt = snapshot(tmp_path / "out")
+    assert {n: b for n, b in rebuilt.items() if n.endswith("-metrics.json")} == originals
+    assert {n: json.loads(b) for n, b in rebuilt.items() if n.endswith("-config.json")} == configs
+    assert sorted(report.written) == sorted([*originals, *configs])
+    assert report.mismatches == [] and report.compared == 0
+    assert snapshot(new_format) == source_before
+
+
+def test_a_new_format_run_is_compared_and_differences_are_reported(
+    dumps: Path, tmp_path: Path
+) -> None:
+    run_dir = run_dirs_where(dumps, lambda d: not is_old_format(d))[0]
+    metrics_file = sorted(run_dir.glob("task-*-metrics.json"))[0]
+    metrics_file.write_bytes(
+        metrics_file.read_bytes().replace(b'"primary_score": 0.', b'"primary_score": 1.')
+    )
+    config_file = sorted(run_dir.glob("task-*-config.json"))[1]
+    config = json.loads(config_file.read_bytes())
+    config["num_shots"] = 99
+    config_file.write_text(json.dumps(config))
+
+    report = reconstruct_run(read_run(run_dir), tmp_path / "out")
+
+    assert report.written == [] and not (tmp_path / "out").exists()
+    assert report.compared == 2 * len(list(run_dir.glob("task-*-metrics.json")))
+    assert [(m.kind, m.path) for m in report.mismatches] == [
+        ("metrics.json", metrics_file),
+        ("config.json", config_file),
+    ]
+    assert report.mismatches[1].detail == "keys differ: num_shots"
+    assert report.mismatches[0].detail.startswith("bytes differ from offset")
+
+
+def test_config_files_written_with_other_whitespace_are_not_mismatches(
+    dumps: Path, tmp_path: Path
+) -> None:
+    run_dir = run_dirs_where(dumps, lambda d: not is_old_format(d))[0]
+    for path in run_dir.glob("task-*-config.json"):
+        path.write_text(json.dumps(json.loads(path.read_bytes()), separators=(",", ":")))
+    assert reconstruct_run(read_run(run_dir), tmp_path / "out").mismatches == []
+
+
+def test_reconstruction_replaces_the_previous_output_whole(dumps: Path, tmp_path: Path) -> None:
+    run_dir = run_dirs_where(dumps, is_old_format)[0]
+    target = tmp_path / "out"
+    target.mkdir()
+    (target / "stale-file.json").write_text("{}")
+    report = reconstruct_run(read_run(run_dir), target)
+    assert sorted(p.name for p in target.iterdir()) == sorted(report.written)
+    assert [p.name for p in tmp_path.iterdir() if p.name != "dumps"] == ["out"]
