@@ -12,6 +12,8 @@ from pathlib import Path
 
 DEFAULT_HOME = "data"
 DEFAULT_SETTLE_SECONDS = 30.0
+SCANNERS = ("auto", "c", "python")
+DEFAULT_SCANNER = "auto"
 
 
 @dataclass(frozen=True)
@@ -67,3 +69,16 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dagster_home=dagster_home,
         suites_file=Path(suites).expanduser().resolve() if suites else None,
     )
+
+
+def load_scanner_choice(env: Mapping[str, str] | None = None) -> str:
+    """`EVALPIPE_SCANNER`: which instance-line scanner to use. `auto` (the default) takes the C
+    extension when `pip install` could build it, else the pure-Python one; `c` insists on the
+    extension (an install that could not build it fails at import, not silently slower);
+    `python` forces the pure-Python scanner, to test the path an install without a C compiler
+    takes. Read once, when `evalpipe.sources.olmes.scanner` is imported."""
+    env = os.environ if env is None else env
+    choice = (env.get("EVALPIPE_SCANNER") or DEFAULT_SCANNER).strip().lower()
+    if choice not in SCANNERS:
+        raise ValueError(f"EVALPIPE_SCANNER must be one of {', '.join(SCANNERS)}, got {choice!r}")
+    return choice

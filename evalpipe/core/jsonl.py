@@ -74,6 +74,8 @@ def decode_line(path: Path, line_no: int, raw: bytes, *, last_unterminated: bool
         ) from exc
     except RecursionError as exc:
         raise DumpFormatError(path, line_no, "JSON nested too deeply to read") from exc
+    except ValueError as exc:  # an integer literal longer than `sys.get_int_max_str_digits()`
+        raise DumpFormatError(path, line_no, f"unreadable JSON number: {exc}") from exc
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, bytes, Any]]:

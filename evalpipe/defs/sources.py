@@ -182,6 +182,9 @@ def build_source_defs(source: Source) -> SourceDefs:
             )
             attempt = Attempt(result.fingerprint, result.status, None, result.seconds, time.time())
             record_attempt(context.instance, source.name, run_id, attempt)
+        # Every event was logged per partition above; the step itself yields no output (a
+        # generator, so Dagster does not expect one value per asset).
+        yield from ()
         if failures:
             raise dg.Failure(
                 description=failure_description(failures, len(keys)),

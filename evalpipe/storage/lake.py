@@ -260,6 +260,12 @@ class StagedPartitions:
         writer.finish()
         return data.num_rows
 
+    def schema(self, table: str) -> pa.Schema:
+        """The schema of a finished staged partition, from its footer (no data read)."""
+        writer = self.writers[table]
+        writer.finish()
+        return pq.read_schema(writer.staged)
+
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """A finished staged partition as it will be published (only `columns`, if given), so
         checks can judge a run's new version before anyone sees it."""

@@ -14,7 +14,8 @@
  *
  * A line it cannot vouch for (malformed, or valid JSON this fast path does not convert: a
  * non-object row, a float or bool where text is wanted, a missing or non-int64 integer, a
- * duplicate or escaped key, a lone surrogate in a text, deep nesting) is refused: reported with
+ * duplicate or escaped key, a lone surrogate in a text, deep nesting, an integer literal longer
+ * than Python's `sys.get_int_max_str_digits()`, which the stdlib cannot read) is refused: reported with
  * its byte range, line number and the row position it belongs at, for the caller to redo with the
  * stdlib `json`, which either converts it or raises the precise `file:line: problem` error.
  * Blank lines are skipped but counted. One pass over the data, whatever it holds.
@@ -61,6 +62,7 @@ typedef struct {
     int n_fields, n_ints, n_texts;
     const char *expected;
     Py_ssize_t expected_len;
+    Py_ssize_t max_digits; /* the longest integer literal Python reads; 0: no limit */
 } Spec;
 
 static inline const uint8_t *skip_ws(const uint8_t *p, const uint8_t *e) {
@@ -151,14 +153,19 @@ static const uint8_t *scan_string(const uint8_t *p, const uint8_t *e, int *escap
     }
 }
 
-static const uint8_t *scan_number(const uint8_t *p, const uint8_t *e, int *is_int) {
+/* An integer literal of more than `max_digits` digits (0: no limit) is refused: Python's `int`
+ * cannot read it, so the stdlib path would reject the line. */
+static const uint8_t *scan_number(const uint8_t *p, const uint8_t *e, Py_ssize_t max_digits,
+                                  int *is_int) {
     if (p < e && *p == '-') p++;
     if (p >= e) return NULL;
+    const uint8_t *digits = p;
     if (*p == '0') p++;
     else if (*p >= '1' && *p <= '9')
         while (p < e && is_digit(*p)) p++;
     else return NULL;
     *is_int = 1;
+    Py_ssize_t n_digits = p - digits;
     if (p < e && *p == '.') {
         p++;
         if (p >= e || !is_digit(*p)) return NULL;
@@ -172,6 +179,7 @@ static const uint8_t *scan_number(const uint8_t *p, const uint8_t *e, int *is_in
         while (p < e && is_digit(*p)) p++;
         *is_int = 0;
     }
+    if (*is_int && max_digits && n_digits > max_digits) return NULL;
     return p;
 }
 
@@ -180,7 +188,8 @@ static const uint8_t *scan_literal(const uint8_t *p, const uint8_t *e, const cha
 }
 
 /* p at a value's first byte; returns just after the value, NULL if it is not valid JSON. */
-static const uint8_t *scan_value(const uint8_t *p, const uint8_t *e, int depth) {
+static const uint8_t *scan_value(const uint8_t *p, const uint8_t *e, int depth,
+                                 Py_ssize_t max_digits) {
     int flag = 0;
     if (p >= e) return NULL;
     switch (*p) {
@@ -196,7 +205,7 @@ static const uint8_t *scan_value(const uint8_t *p, const uint8_t *e, int depth) 
             p = skip_ws(p, e);
             if (p >= e || *p != ':') return NULL;
             p = skip_ws(p + 1, e);
-            if (!(p = scan_value(p, e, depth + 1))) return NULL;
+            if (!(p = scan_value(p, e, depth + 1, max_digits))) return NULL;
             p = skip_ws(p, e);
             if (p >= e) return NULL;
             if (*p == '}') return p + 1;
@@ -208,7 +217,7 @@ static const uint8_t *scan_value(const uint8_t *p, const uint8_t *e, int depth) 
         p = skip_ws(p + 1, e);
         if (p < e && *p == ']') return p + 1;
         for (;;) {
-            if (!(p = scan_value(p, e, depth + 1))) return NULL;
+            if (!(p = scan_value(p, e, depth + 1, max_digits))) return NULL;
             p = skip_ws(p, e);
             if (p >= e) return NULL;
             if (*p == ']') return p + 1;
@@ -227,9 +236,9 @@ static const uint8_t *scan_value(const uint8_t *p, const uint8_t *e, int depth) 
         return scan_literal(p, e, "Infinity", 8);
     case '-':
         if (e - p > 1 && p[1] == 'I') return scan_literal(p, e, "-Infinity", 9);
-        return scan_number(p, e, &flag);
+        return scan_number(p, e, max_digits, &flag);
     default:
-        return scan_number(p, e, &flag);
+        return scan_number(p, e, max_digits, &flag);
     }
 }
 
@@ -262,7 +271,7 @@ static int scan_row(const uint8_t *p, const uint8_t *e, const Spec *spec, Span *
             if (p >= e) return 0;
             const uint8_t *value = p;
             if (field < 0) {
-                if (!(p = scan_value(p, e, 1))) return 0;
+                if (!(p = scan_value(p, e, 1, spec->max_digits))) return 0;
             } else {
                 Span *span = &spans[field];
                 if (span->type != V_ABSENT) return 0; /* duplicate key: the stdlib keeps the last */
@@ -271,14 +280,14 @@ static int scan_row(const uint8_t *p, const uint8_t *e, const Spec *spec, Span *
                     span->type = V_STRING;
                     p = scan_string(p, e, &span->escaped);
                 } else if ((*p == '-' && !(e - p > 1 && p[1] == 'I')) || is_digit(*p)) {
-                    p = scan_number(p, e, &is_int);
+                    p = scan_number(p, e, spec->max_digits, &is_int);
                     span->type = is_int ? V_INT : V_OTHER;
                 } else if (*p == 'n') {
                     span->type = V_NULL;
                     p = scan_literal(p, e, "null", 4);
                 } else {
                     span->type = V_OTHER;
-                    p = scan_value(p, e, 1);
+                    p = scan_value(p, e, 1, spec->max_digits);
                 }
                 if (!p) return 0;
                 span->start = value;
@@ -525,6 +534,19 @@ static int add_fields(Spec *spec, PyObject *names, int kind) {
     return 0;
 }
 
+/* Python's limit on the digits of an integer it reads from text (0: none), read per call: a
+ * program may change it. */
+static int int_max_digits(Py_ssize_t *out) {
+    PyObject *get = PySys_GetObject("get_int_max_str_digits"); /* borrowed; absent on old Pythons */
+    *out = 0;
+    if (!get) return 0;
+    PyObject *value = PyObject_CallNoArgs(get);
+    if (!value) return -1;
+    *out = PyLong_AsSsize_t(value);
+    Py_DECREF(value);
+    return *out == -1 && PyErr_Occurred() ? -1 : 0;
+}
+
 static PyObject *new_bytes(Py_ssize_t size, void *data) {
     PyObject *bytes = PyBytes_FromStringAndSize(NULL, size);
     if (bytes) *(char **)data = PyBytes_AS_STRING(bytes);
@@ -561,6 +583,7 @@ static PyObject *scan_rows(PyObject *self, PyObject *args) {
         goto done;
     if (task_key != Py_None && add_field(&spec, task_key, K_TASK, 0) < 0) goto done;
     if (!(spec.expected = PyUnicode_AsUTF8AndSize(expected, &spec.expected_len))) goto done;
+    if (int_max_digits(&spec.max_digits) < 0) goto done;
 
     scan.data = (const uint8_t *)buffer.buf;
     scan.size = buffer.len;

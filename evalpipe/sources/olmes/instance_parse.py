@@ -1,11 +1,13 @@
 """The hot loop of the instance ingest: byte ranges of instance JSONL files → Arrow record batches.
 
-Called from the ingest's parser threads (see `instance_tables`). The fast path is C
-(`evalpipe/_instance_scan.c`, built by `pip install`): one pass over a chunk validates every line
-as strict JSON (UTF-8 included; NaN and the infinities allowed, as Python's `json` does) and fills
-Arrow column buffers directly, without the GIL, so threads parse chunks in parallel and no Python
-object is made per row or value. Nested values are stored as their exact source text (key order,
-spacing and escapes as in the file); `null` is SQL NULL.
+Called from the ingest's parser threads (see `instances`). The fast path is a scanner
+(`scanner.scan_rows`): one pass over a chunk validates every line as strict JSON (UTF-8 included;
+NaN and the infinities allowed, as Python's `json` does) and fills Arrow column buffers directly.
+It is C (`_instance_scan.c`, built by `pip install` when a compiler is there), which runs without
+the GIL, so threads parse chunks in parallel and no Python object is made per row or value; an
+install without a compiler gets a pure-Python scanner with the same results (`scanner_python`).
+Nested values are stored as their exact source text (key order, spacing and escapes as in the
+file); `null` is SQL NULL.
 
 The lines the scanner refuses are redone with the stdlib `json` and put back in file order. It
 keeps what the scanner does not convert (a scalar that is not int/str/null, stored as its JSON
@@ -28,7 +30,7 @@ import numpy as np
 import pyarrow as pa
 
 from evalpipe.core.jsonl import DumpFormatError, decode_line
-from evalpipe.sources.olmes._instance_scan import scan_rows
+from evalpipe.sources.olmes.scanner import scan_rows
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 
@@ -142,7 +144,7 @@ def _exact_cells(path: str, line: int, raw: bytes, last: bool, shape: TableShape
     return ints, texts, jsons, row.get("task_name") if shape.row_has_task_name else None
 
 
-# --- the fast path: the C scanner ---------------------------------------------------------------
+# --- the fast path: the scanner -----------------------------------------------------------------
 
 
 def _constant_array(text: str, n: int) -> pa.Array:

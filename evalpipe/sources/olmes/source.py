@@ -20,7 +20,7 @@ from evalpipe.core.inventory import RunInventory, RunScan
 from evalpipe.results.status import checks_table, run_status, status_table
 from evalpipe.results.suites import load_suites
 from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset
-from evalpipe.sources.olmes.checks import PER_RUN_CHECKS, evaluate_run, partition_reader
+from evalpipe.sources.olmes.checks import PER_RUN_CHECKS, evaluate_run, lean_reader
 from evalpipe.sources.olmes.instances import DEFAULT_BATCH_ROWS, TABLES, write_instances
 from evalpipe.sources.olmes.reader import SOURCE_NAME, read_run, scan_dumps, scan_run
 from evalpipe.sources.olmes.reconstruct import plan_reconstruction, write_reconstruction
@@ -134,7 +134,7 @@ class OlmesSource:
             checks = evaluate_run(
                 records,
                 reconstruction,
-                partition_reader(staged.read),
+                lean_reader(staged),
                 load_suites(settings.suites_file),
             )
             checked_at = datetime.now(timezone.utc)
