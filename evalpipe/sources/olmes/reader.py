@@ -1,7 +1,7 @@
 """Reader for OLMES / oe-eval dumps: run discovery, `metrics-all.jsonl`, per-task artifacts.
 
 Pure Python (no Dagster): everything here is testable on a directory. See
-`shared/docs/olmes-dump-format.md` for the quirks handled: aggregates with a null `task_idx`,
+`docs/formats/olmes.md` for the quirks handled: aggregates with a null `task_idx`,
 exact duplicate lines, `task-NNN` prefixes reused across invocations (tasks are matched by name),
 old-format runs whose tasks exist only as artifact files.
 """

@@ -1,7 +1,7 @@
 """Deterministic sample OLMES / oe-eval dumps that carry every quirk of the real format.
 
 Tests, the demo and the benchmarks all read these dumps, so each quirk listed in
-`shared/docs/olmes-dump-format.md` appears somewhere (which run holds which is decided by
+`docs/formats/olmes.md` appears somewhere (which run holds which is decided by
 `_plan_runs`):
 
 - aggregate records first in `metrics-all.jsonl`, with `task_idx: null` and no per-task files;
