@@ -156,31 +156,28 @@ def build_source_defs(source: Source) -> SourceDefs:
         root = source.root(settings)
         keys = list(context.partition_keys)
         failures: list[tuple[str, str]] = []
-        for index, run_id in enumerate(keys, 1):
-            started = time.perf_counter()
-            fingerprint = ""
+        scans: list[RunScan] = []
+        for run_id in keys:
             try:
-                scan = RunScan(source.name, run_id, source.inventory(root, run_id))
-                fingerprint = scan.inventory.fingerprint
-                result = source.ingest(scan, settings, progress=context.log.debug)
-            except Exception as exc:  # one bad run fails alone; the batch goes on
-                message = str(exc) if isinstance(exc, ValueError | OSError) else repr(exc)
+                scans.append(RunScan(source.name, run_id, source.inventory(root, run_id)))
+            except Exception as exc:  # a run directory that vanished fails alone
+                failures.append((run_id, _fail(context, source, run_id, "", exc)))
+        fingerprints = {s.run_id: s.inventory.fingerprint for s in scans}
+        for done, (run_id, outcome) in enumerate(
+            source.ingest(scans, settings, progress=context.log.debug), len(failures) + 1
+        ):
+            if isinstance(outcome, Exception):
+                message = _fail(context, source, run_id, fingerprints[run_id], outcome)
                 failures.append((run_id, message))
-                context.log.error(f"[{index}/{len(keys)}] {run_id}: FAILED {message}")
-                attempt = Attempt(
-                    fingerprint,
-                    FAILED,
-                    message,
-                    time.perf_counter() - started,
-                    time.time(),
-                )
-                record_attempt(context.instance, source.name, run_id, attempt)
+                context.log.error(f"[{done}/{len(keys)}] {run_id}: FAILED {message}")
                 continue
-            _report(context, source, result)
+            _report(context, source, outcome)
             context.log.info(
-                f"[{index}/{len(keys)}] {run_id}: {result.status} in {result.seconds:.1f}s"
+                f"[{done}/{len(keys)}] {run_id}: {outcome.status} in {outcome.seconds:.1f}s"
             )
-            attempt = Attempt(result.fingerprint, result.status, None, result.seconds, time.time())
+            attempt = Attempt(
+                outcome.fingerprint, outcome.status, None, outcome.seconds, time.time()
+            )
             record_attempt(context.instance, source.name, run_id, attempt)
         # Every event was logged per partition above; the step itself yields no output (a
         # generator, so Dagster does not expect one value per asset).
@@ -240,6 +237,21 @@ def build_source_defs(source: Source) -> SourceDefs:
         )
 
     return SourceDefs(source, partitions, ingest_runs, job, sensor)
+
+
+def _fail(
+    context: dg.AssetExecutionContext,
+    source: Source,
+    run_id: str,
+    fingerprint: str,
+    exc: Exception,
+) -> str:
+    """Record a failed run (so the sensor does not retry it until its files change) and return
+    the message a person reads: `file:line: problem` for bad input, the error otherwise."""
+    message = str(exc) if isinstance(exc, ValueError | OSError) else repr(exc)
+    attempt = Attempt(fingerprint, FAILED, message, 0.0, time.time())
+    record_attempt(context.instance, source.name, run_id, attempt)
+    return message
 
 
 def _check_spec(

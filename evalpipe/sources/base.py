@@ -8,7 +8,7 @@ touching either.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -75,7 +75,12 @@ class Source(Protocol):
         """One run's current inventory, by id (raises `DumpFormatError` if it is gone)."""
         ...
 
-    def ingest(self, scan: RunScan, settings: Settings, progress: Progress) -> RunResult:
-        """Write one run's tables (all of them or none, with its status) and check them.
-        Bad input raises `DumpFormatError` naming the file and line."""
+    def ingest(
+        self, scans: Iterable[RunScan], settings: Settings, progress: Progress
+    ) -> Iterator[tuple[str, RunResult | Exception]]:
+        """Ingest runs one after another, yielding each run's id with what it wrote and found,
+        or the exception that failed it (bad input: a `DumpFormatError` naming file and line).
+        Each run's tables and status are committed together or not at all; one failed run
+        does not stop the others. Taking many runs at once lets a source share fixed costs
+        (a GX validation) across them."""
         ...

@@ -12,7 +12,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote
@@ -175,6 +175,10 @@ class PartitionWriter:
         self._writer: pq.ParquetWriter | None = None
         self._finished = False
 
+    @property
+    def is_open(self) -> bool:
+        return self._writer is not None
+
     def __enter__(self) -> PartitionWriter:
         return self.open()
 
@@ -240,49 +244,53 @@ class StagedPartitions:
     def __init__(self, root: Path, writers: dict[str, PartitionWriter]) -> None:
         self.root = root
         self.writers = writers
-        self._stack = ExitStack()
 
     def __enter__(self) -> StagedPartitions:
-        with ExitStack() as opening:
-            for writer in self.writers.values():
-                opening.callback(writer.discard)
-                writer.open()
-            self._stack = opening.pop_all()
         return self
 
     def writer(self, table: str) -> PartitionWriter:
-        return self.writers[table]
+        """The table's staged writer, opened on first use (so a run whose tables are finished
+        while it waits for its checks holds no open file)."""
+        writer = self.writers[table]
+        if not writer.is_open:
+            writer.open()
+        return writer
 
     def write(self, table: str, data: pa.Table) -> int:
         """Write a whole table into its staged partition and finish it."""
-        writer = self.writers[table]
+        writer = self.writer(table)
         writer.write_table(data)
         writer.finish()
         return data.num_rows
 
     def schema(self, table: str) -> pa.Schema:
         """The schema of a finished staged partition, from its footer (no data read)."""
-        writer = self.writers[table]
+        writer = self.writer(table)
         writer.finish()
         return pq.read_schema(writer.staged)
 
     def read(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """A finished staged partition as it will be published (only `columns`, if given), so
         checks can judge a run's new version before anyone sees it."""
-        writer = self.writers[table]
+        writer = self.writer(table)
         writer.finish()
         return pq.read_table(writer.staged, columns=columns)
 
     def commit(self) -> None:
-        for writer in self.writers.values():
-            writer.finish()
+        for table in self.writers:
+            self.writer(table).finish()
         renames = [(w.staged, w.target) for w in self.writers.values()]
         with commit_journal(self.root, renames):
             for writer in self.writers.values():
                 writer.publish()
 
     def __exit__(self, exc_type, exc, tb) -> None:
-        self._stack.close()
+        self.discard()
+
+    def discard(self) -> None:
+        """Drop every staged file not yet published (all of them unless `commit()` ran)."""
+        for writer in self.writers.values():
+            writer.discard()
 
 
 @contextmanager

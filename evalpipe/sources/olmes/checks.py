@@ -7,7 +7,7 @@ or a builder bug is caught rather than confirmed.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -18,13 +18,14 @@ from evalpipe.core.output import frame_markdown
 from evalpipe.integrity.gx_suites import (
     CHECK_PREDICTIONS,
     CHECK_TASK_RESULTS,
+    PREDICTIONS,
     TableSpec,
     expected_types,
     frame_from_arrow,
     register_spec,
-    validate_predictions,
     validate_table,
-    validate_task_results,
+    validate_table_of_runs,
+    validate_task_results_of_runs,
 )
 from evalpipe.integrity.outcome import CheckOutcome
 from evalpipe.integrity.reconcile import (
@@ -141,25 +142,41 @@ def evaluate_run(
 ) -> list[RunCheck]:
     """Run every per-run check on a run's tables (`read`: its new, staged version) against what
     its source files say (`records`, parsed once by the ingest)."""
-    results = read("task_results")
-    predictions = read("predictions")
-    requests = read("requests")
-    source = str(records.run_dir / METRICS_ALL)
-    findings = [(f.kind, str(f.path), f.message) for f in records.findings]
-    aggregates, members = reconcile_aggregates(results, suites)
-    counts = predictions.groupby("task_name").size().to_dict() if len(predictions) else {}
-    return [
-        RunCheck(
-            "task_results", validate_task_results(results, now, suites=suites, source_file=source)
-        ),
-        RunCheck(
-            "task_results", reconcile_task_rows(results, expected_task_names(records), source)
-        ),
-        RunCheck("task_results", aggregates),
-        RunCheck("task_results", members),
-        RunCheck("task_results", soft_findings(findings)),
-        RunCheck("predictions", validate_predictions(predictions)),
-        RunCheck("predictions", reconcile_prediction_counts(results, counts)),
-        RunCheck("requests", validate_requests(requests)),
-        RunCheck("reconstructed_artifacts", source_files_outcome(records.run_dir, reconstruction)),
-    ]
+    return evaluate_runs([(records, reconstruction, read)], suites, now)[0]
+
+
+def evaluate_runs(
+    runs: Sequence[tuple[RunRecords, ReconstructionReport, TableReader]],
+    suites: dict[str, Suite],
+    now: datetime | None = None,
+) -> list[list[RunCheck]]:
+    """`evaluate_run` for several runs, with each GX suite validated once for all of them."""
+    results = [read("task_results") for _, _, read in runs]
+    predictions = [read("predictions") for _, _, read in runs]
+    requests = [read("requests") for _, _, read in runs]
+    sources = [str(records.run_dir / METRICS_ALL) for records, _, _ in runs]
+    task_suites = validate_task_results_of_runs(results, now, suites=suites, sources=sources)
+    prediction_suites = validate_table_of_runs(PREDICTIONS, predictions)
+    request_suites = validate_table_of_runs(REQUESTS, requests)
+    checks = []
+    for i, (records, reconstruction, _) in enumerate(runs):
+        findings = [(f.kind, str(f.path), f.message) for f in records.findings]
+        aggregates, members = reconcile_aggregates(results[i], suites)
+        counts = predictions[i].groupby("task_name").size().to_dict() if len(predictions[i]) else {}
+        expected = expected_task_names(records)
+        checks.append(
+            [
+                RunCheck("task_results", task_suites[i]),
+                RunCheck("task_results", reconcile_task_rows(results[i], expected, sources[i])),
+                RunCheck("task_results", aggregates),
+                RunCheck("task_results", members),
+                RunCheck("task_results", soft_findings(findings)),
+                RunCheck("predictions", prediction_suites[i]),
+                RunCheck("predictions", reconcile_prediction_counts(results[i], counts)),
+                RunCheck("requests", request_suites[i]),
+                RunCheck(
+                    "reconstructed_artifacts", source_files_outcome(records.run_dir, reconstruction)
+                ),
+            ]
+        )
+    return checks

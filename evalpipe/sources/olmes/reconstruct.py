@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from evalpipe.core.atomic import fsync_path, partial_path, replace_durably
 from evalpipe.sources.olmes.reader import RunRecords, TaskRecord
 
 CONFIG_INDENT = 2
@@ -114,17 +115,20 @@ def plan_reconstruction(run: RunRecords) -> tuple[dict[str, bytes], Reconstructi
 
 
 def write_reconstruction(target: Path, files: dict[str, bytes]) -> None:
-    """Replace `target` with exactly `files`, building it beside the old one first."""
+    """Replace `target` with exactly `files`: built and synced beside the old one first, then
+    swapped in by renames, so a reader or a crash sees the old set or the new one."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    staging = partial_path(target)
     staging.mkdir()
     try:
         for name, data in files.items():
             (staging / name).write_bytes(data)
+            fsync_path(staging / name)
+        fsync_path(staging)
         retired = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
         if target.exists():
             os.replace(target, retired)
-        os.replace(staging, target)
+        replace_durably(staging, target)
         shutil.rmtree(retired, ignore_errors=True)
     finally:
         shutil.rmtree(staging, ignore_errors=True)

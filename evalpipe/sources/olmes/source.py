@@ -1,32 +1,55 @@
-"""The OLMES source: one run directory in, every table of it out, committed together.
+"""The OLMES source: run directories in, every table of each out, committed run by run.
 
-`metrics-all.jsonl` is parsed once; the task tables, the instance tables, the inventory and the
-run's check results and status are staged side by side and published in one lake commit, after
-the checks have judged the staged (new) version. A run that fails on bad input publishes
-nothing: its previous version stays as it was.
+Per run, `metrics-all.jsonl` is parsed once; the task tables, the instance tables and the
+inventory are staged side by side in the lake. Runs are then checked in groups (each GX suite
+validated once for the group: its cost is per validation, not per row) and each run's check
+results and status join its staged tables in one lake commit, so the checks judge the new
+version before anyone sees it. A run that fails on bad input publishes nothing: its previous
+version stays as it was, and the rest of the batch goes on.
 """
 
 from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 
 from evalpipe.core.config import Settings
 from evalpipe.core.inventory import RunInventory, RunScan
-from evalpipe.results.status import checks_table, run_status, status_table
+from evalpipe.results.status import RunCheck, checks_table, run_status, status_table
 from evalpipe.results.suites import load_suites
 from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset
-from evalpipe.sources.olmes.checks import PER_RUN_CHECKS, evaluate_run, lean_reader
-from evalpipe.sources.olmes.instances import DEFAULT_BATCH_ROWS, TABLES, write_instances
-from evalpipe.sources.olmes.reader import SOURCE_NAME, read_run, scan_dumps, scan_run
-from evalpipe.sources.olmes.reconstruct import plan_reconstruction, write_reconstruction
-from evalpipe.sources.olmes.tables import build_run_tables, run_files_table, task_choices_table
-from evalpipe.storage.lake import Lake
+from evalpipe.sources.olmes.checks import PER_RUN_CHECKS, evaluate_runs, lean_reader
+from evalpipe.sources.olmes.instances import (
+    DEFAULT_BATCH_ROWS,
+    TABLES,
+    InstanceIngestReport,
+    write_instances,
+)
+from evalpipe.sources.olmes.reader import SOURCE_NAME, RunRecords, read_run, scan_dumps, scan_run
+from evalpipe.sources.olmes.reconstruct import (
+    ReconstructionReport,
+    plan_reconstruction,
+    write_reconstruction,
+)
+from evalpipe.sources.olmes.tables import (
+    RunTables,
+    build_run_tables,
+    run_files_table,
+    task_choices_table,
+)
+from evalpipe.storage.lake import Lake, StagedPartitions
 from evalpipe.storage.schemas import SCHEMAS
+
+CHECK_GROUP_ROWS = 1_000_000
+"""Instance rows of the runs checked together at most (their key columns are held in memory)."""
+CHECK_GROUP_RUNS = 100
 
 RUN_TABLES = (
     "run_files",
@@ -93,6 +116,27 @@ CHECK_DESCRIPTIONS = {
 }
 
 
+@dataclass
+class _StagedRun:
+    """One run between staging its tables and committing them with its check results."""
+
+    scan: RunScan
+    inventory: RunInventory
+    records: RunRecords
+    tables: RunTables
+    files_table: pa.Table
+    choices: pa.Table
+    artifacts: dict[str, bytes]
+    reconstruction: ReconstructionReport
+    instances: InstanceIngestReport
+    staged: StagedPartitions
+    seconds: float
+
+    @property
+    def rows(self) -> int:
+        return sum(self.instances.table_rows.values())
+
+
 class OlmesSource:
     """OLMES / oe-eval dumps under `EVALPIPE_DUMPS`, one run per directory."""
 
@@ -112,117 +156,183 @@ class OlmesSource:
     def inventory(self, root: Path, run_id: str) -> RunInventory:
         return scan_run(root / run_id)
 
-    def ingest(self, scan: RunScan, settings: Settings, progress: Progress) -> RunResult:
-        started = time.perf_counter()
-        run_id, run_dir = scan.run_id, scan.inventory.run_dir
-        inventory = scan_run(run_dir)
-        records = read_run(run_dir)
-        tables = build_run_tables(
-            run_id, run_dir, records=records, fingerprint=inventory.fingerprint
-        )
-        files_table = run_files_table(run_id, inventory)
-        choices = task_choices_table(run_id, records.task_files)
-        artifacts, reconstruction = plan_reconstruction(records)
+    def ingest(
+        self, scans: Iterable[RunScan], settings: Settings, progress: Progress
+    ) -> Iterator[tuple[str, RunResult | Exception]]:
         lake = Lake(settings.lake)
-        with lake.stage(run_id, RUN_TABLES, row_group_size=DEFAULT_BATCH_ROWS) as staged:
-            instances = write_instances(run_id, run_dir, staged, progress=progress)
-            staged.write("run_files", files_table)
-            staged.write("runs", tables.runs)
-            staged.write("task_results", tables.task_results)
-            staged.write("task_metrics", tables.task_metrics)
-            staged.write("task_choices", choices)
-            checks = evaluate_run(
-                records,
-                reconstruction,
-                lean_reader(staged),
-                load_suites(settings.suites_file),
-            )
+        suites = load_suites(settings.suites_file)
+        group: list[_StagedRun] = []
+        try:
+            for scan in scans:
+                try:
+                    group.append(_stage(scan, lake, progress))
+                except Exception as exc:  # bad input fails this run alone
+                    yield scan.run_id, exc
+                    continue
+                if sum(r.rows for r in group) >= CHECK_GROUP_ROWS or len(group) >= CHECK_GROUP_RUNS:
+                    yield from _check_and_commit(group, settings, suites, lake)
+                    group = []
+            yield from _check_and_commit(group, settings, suites, lake)
+        finally:
+            for run in group:
+                run.staged.discard()
+
+
+def _stage(scan: RunScan, lake: Lake, progress: Progress) -> _StagedRun:
+    """Read one run directory and stage every table of it (nothing is published yet)."""
+    started = time.perf_counter()
+    run_id, run_dir = scan.run_id, scan.inventory.run_dir
+    inventory = scan_run(run_dir)
+    records = read_run(run_dir)
+    tables = build_run_tables(run_id, run_dir, records=records, fingerprint=inventory.fingerprint)
+    artifacts, reconstruction = plan_reconstruction(records)
+    staged = lake.stage(run_id, RUN_TABLES, row_group_size=DEFAULT_BATCH_ROWS)
+    try:
+        instances = write_instances(run_id, run_dir, staged, progress=progress)
+        run = _StagedRun(
+            scan=scan,
+            inventory=inventory,
+            records=records,
+            tables=tables,
+            files_table=run_files_table(run_id, inventory),
+            choices=task_choices_table(run_id, records.task_files),
+            artifacts=artifacts,
+            reconstruction=reconstruction,
+            instances=instances,
+            staged=staged,
+            seconds=0.0,
+        )
+        staged.write("run_files", run.files_table)
+        staged.write("runs", tables.runs)
+        staged.write("task_results", tables.task_results)
+        staged.write("task_metrics", tables.task_metrics)
+        staged.write("task_choices", run.choices)
+    except BaseException:
+        staged.discard()
+        raise
+    run.seconds = time.perf_counter() - started
+    return run
+
+
+def _check_and_commit(
+    group: list[_StagedRun], settings: Settings, suites: dict, lake: Lake
+) -> Iterator[tuple[str, RunResult | Exception]]:
+    """Check a group of staged runs together, then commit each with its checks and status."""
+    if not group:
+        return
+    started = time.perf_counter()
+    try:
+        checks = evaluate_runs(
+            [(r.records, r.reconstruction, lean_reader(r.staged)) for r in group], suites
+        )
+    except Exception as exc:
+        for run in group:
+            run.staged.discard()
+            yield run.scan.run_id, exc
+        return
+    share = (time.perf_counter() - started) / len(group)
+    for run, run_checks in zip(group, checks, strict=True):
+        run_id = run.scan.run_id
+        try:
             checked_at = datetime.now(timezone.utc)
-            staged.write("run_checks", checks_table(run_id, checks, checked_at))
-            staged.write("run_status", status_table(run_id, checks, checked_at))
+            run.staged.write("run_checks", checks_table(run_id, run_checks, checked_at))
+            run.staged.write("run_status", status_table(run_id, run_checks, checked_at))
             target = settings.reconstructed / run_id
-            if artifacts:
-                write_reconstruction(target, artifacts)
+            if run.artifacts:
+                write_reconstruction(target, run.artifacts)
             elif target.exists():
                 shutil.rmtree(target)
-            staged.commit()
-        status, reason = run_status(checks)
-        warnings = [f"{f.path}: {f.message}" for f in records.findings + instances.findings]
-        warnings += [
-            f"{m.path}: differs from metrics-all.jsonl ({m.detail})"
-            for m in reconstruction.mismatches
-        ]
-        results = tables.task_results.to_pandas()
-        aggregates = results.loc[
-            results["is_aggregate"],
-            ["task_name", "primary_metric", "primary_score", "num_instances"],
-        ]
-        files = pd.DataFrame(
-            {"file": [f.name for f in inventory.files], "bytes": [f.size for f in inventory.files]}
-        )
-        mismatches = pd.DataFrame(
-            [(m.task_name, m.kind, m.path.name, m.detail) for m in reconstruction.mismatches],
-            columns=["task_name", "kind", "file", "detail"],
-        )
+            run.staged.commit()
+        except Exception as exc:
+            run.staged.discard()
+            yield run_id, exc
+            continue
+        yield run_id, _result(run, run_checks, lake, target, run.seconds + share)
 
-        def table(name: str, rows: int, lake_table: str | None = None) -> dict:
-            lake_table = lake_table or name
-            return {
-                "dagster/row_count": rows,
-                "dagster/column_schema": SCHEMAS[lake_table],
-                "path": lake.partition_file(lake_table, run_id),
-            }
 
-        metadata = {
-            "raw_run_inventory": {
-                **table("raw_run_inventory", files_table.num_rows, "run_files"),
-                "source_dir": run_dir,
-                "fingerprint": inventory.fingerprint,
-                "total_bytes": inventory.total_bytes,
-                "files": files,
-            },
-            "runs": {
-                **table("runs", tables.runs.num_rows),
-                "model": tables.runs["model"][0].as_py() or "",
-                "duplicate_lines_dropped": records.duplicates_dropped,
-            },
-            "task_results": {
-                **table("task_results", tables.task_results.num_rows),
-                "tasks": len(records.tasks),
-                "aggregates": len(records.aggregates),
-                "artifact_only_tasks": int((results["source"] == "artifacts").sum()),
-                "findings": len(records.findings),
-                "aggregate_scores": aggregates,
-            },
-            "task_metrics": table("task_metrics", tables.task_metrics.num_rows),
-            "task_choices": table("task_choices", choices.num_rows),
-            "reconstructed_artifacts": {
-                "path": target,
-                "files_written": len(reconstruction.written),
-                "files_compared": reconstruction.compared,
-                "mismatches": len(reconstruction.mismatches),
-                "mismatch_details": mismatches,
-            },
+def _result(
+    run: _StagedRun, checks: list[RunCheck], lake: Lake, target: Path, seconds: float
+) -> RunResult:
+    """What the UI shows for one committed run."""
+    run_id, records, tables = run.scan.run_id, run.records, run.tables
+    status, reason = run_status(checks)
+    warnings = [f"{f.path}: {f.message}" for f in records.findings + run.instances.findings]
+    warnings += [
+        f"{m.path}: differs from metrics-all.jsonl ({m.detail})"
+        for m in run.reconstruction.mismatches
+    ]
+    results = tables.task_results.to_pandas()
+    aggregates = results.loc[
+        results["is_aggregate"], ["task_name", "primary_metric", "primary_score", "num_instances"]
+    ]
+    files = pd.DataFrame(
+        {
+            "file": [f.name for f in run.inventory.files],
+            "bytes": [f.size for f in run.inventory.files],
         }
-        for name in TABLES:
-            per_task = pd.DataFrame(
-                sorted(instances.rows.get(name, {}).items()), columns=["task_name", "rows"]
-            )
-            metadata[name] = {
-                **table(name, instances.table_rows.get(name, 0)),
-                "rows_per_task": per_task,
-                "mb_per_second": round(instances.mb_per_second, 1),
-            }
-        return RunResult(
-            run_id=run_id,
-            fingerprint=inventory.fingerprint,
-            status=status,
-            status_reason=reason,
-            checks=checks,
-            metadata=metadata,
-            warnings=warnings,
-            seconds=time.perf_counter() - started,
+    )
+    mismatches = pd.DataFrame(
+        [(m.task_name, m.kind, m.path.name, m.detail) for m in run.reconstruction.mismatches],
+        columns=["task_name", "kind", "file", "detail"],
+    )
+
+    def table(rows: int, lake_table: str) -> dict:
+        return {
+            "dagster/row_count": rows,
+            "dagster/column_schema": SCHEMAS[lake_table],
+            "path": lake.partition_file(lake_table, run_id),
+        }
+
+    metadata = {
+        "raw_run_inventory": {
+            **table(run.files_table.num_rows, "run_files"),
+            "source_dir": run.inventory.run_dir,
+            "fingerprint": run.inventory.fingerprint,
+            "total_bytes": run.inventory.total_bytes,
+            "files": files,
+        },
+        "runs": {
+            **table(tables.runs.num_rows, "runs"),
+            "model": tables.runs["model"][0].as_py() or "",
+            "duplicate_lines_dropped": records.duplicates_dropped,
+        },
+        "task_results": {
+            **table(tables.task_results.num_rows, "task_results"),
+            "tasks": len(records.tasks),
+            "aggregates": len(records.aggregates),
+            "artifact_only_tasks": int((results["source"] == "artifacts").sum()),
+            "findings": len(records.findings),
+            "aggregate_scores": aggregates,
+        },
+        "task_metrics": table(tables.task_metrics.num_rows, "task_metrics"),
+        "task_choices": table(run.choices.num_rows, "task_choices"),
+        "reconstructed_artifacts": {
+            "path": target,
+            "files_written": len(run.reconstruction.written),
+            "files_compared": run.reconstruction.compared,
+            "mismatches": len(run.reconstruction.mismatches),
+            "mismatch_details": mismatches,
+        },
+    }
+    for name in TABLES:
+        per_task = pd.DataFrame(
+            sorted(run.instances.rows.get(name, {}).items()), columns=["task_name", "rows"]
         )
+        metadata[name] = {
+            **table(run.instances.table_rows.get(name, 0), name),
+            "rows_per_task": per_task,
+            "mb_per_second": round(run.instances.mb_per_second, 1),
+        }
+    return RunResult(
+        run_id=run_id,
+        fingerprint=run.inventory.fingerprint,
+        status=status,
+        status_reason=reason,
+        checks=checks,
+        metadata=metadata,
+        warnings=warnings,
+        seconds=seconds,
+    )
 
 
 OLMES = OlmesSource()
