@@ -293,3 +293,38 @@ def test_every_check_can_fail(run: Run, check: str) -> None:
     assert (clean.check, clean.passed) == (check, True)
     assert (corrupted.check, corrupted.passed, corrupted.severity) == (check, False, "ERROR")
     json.dumps(corrupted.metadata)
+
+
+# several runs validated together
+
+
+def another_run(run: Run, run_id: str) -> Run:
+    return run.with_(
+        task_results=run.task_results.assign(run_id=run_id),
+        predictions=run.predictions.assign(run_id=run_id),
+        requests=run.requests.assign(run_id=run_id),
+    )
+
+
+def test_runs_validated_together_get_exactly_the_outcome_each_gets_alone(run: Run) -> None:
+    runs = [run, another_run(run, "b"), another_run(run, "c")]
+    together = gx_suites.validate_task_results_of_runs(
+        [r.task_results for r in runs], NOW, sources=["x", "y", "z"]
+    )
+    alone = [results(r.task_results, source_file=f) for r, f in zip(runs, "xyz", strict=True)]
+    assert together == alone
+    assert all(o.passed for o in together)
+    spec = gx_suites.PREDICTIONS
+    assert gx_suites.validate_table_of_runs(spec, [r.predictions for r in runs]) == [
+        validate_predictions(r.predictions) for r in runs
+    ]
+
+
+def test_one_bad_run_among_several_fails_alone_with_its_own_offending_rows(run: Run) -> None:
+    bad = another_run(run, "bad")
+    bad = bad.with_(task_results=set_value(bad.task_results, ACCURACY_TASK, "primary_score", 1.7))
+    runs = [run, bad, another_run(run, "c")]
+    outcomes = gx_suites.validate_task_results_of_runs([r.task_results for r in runs], NOW)
+    assert [o.passed for o in outcomes] == [True, False, True]
+    assert_fails(outcomes[1], BOUNDED, "1.7")
+    assert outcomes[1] == results(bad.task_results)
