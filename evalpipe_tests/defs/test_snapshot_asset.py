@@ -78,7 +78,7 @@ def test_asset_snapshots_to_s3_and_the_cli_restores_a_byte_identical_tree(
     assert TEST_SECRET_ACCESS_KEY not in everything and TEST_ACCESS_KEY_ID not in everything
 
 
-def test_cli_snapshot_to_file_records_it_in_the_instance_and_diffs(
+def test_cli_snapshot_materializes_the_asset_in_the_instance_and_diffs(
     ingested: Settings, capsys
 ) -> None:
     assert main(["snapshot", "--note", "first"]) == 0
@@ -96,7 +96,9 @@ def test_cli_snapshot_to_file_records_it_in_the_instance_and_diffs(
 
     with dg.instance_for_test(temp_dir=str(ingested.dagster_home)) as instance:
         event = instance.get_latest_materialization_event(dg.AssetKey("snapshot"))
+        run = instance.get_run_by_id(event.run_id)
     assert event.asset_materialization.metadata["snapshot_id"].value == second
+    assert run is not None and run.job_name == "snapshot_job", "a real run, not a runless event"
 
 
 def test_dry_run_stores_nothing(ingested: Settings, capsys) -> None:

@@ -9,10 +9,11 @@ import dagster as dg
 import pytest
 
 from evalpipe.core.config import Settings
+from evalpipe.definitions import build_definitions
 from evalpipe.defs.ingest_state import FAILED, last_attempts
 from evalpipe.defs.olmes.definitions import OLMES_DEFS
 from evalpipe.defs.resources import EvalpipeHome
-from evalpipe.defs.runner import step_errors
+from evalpipe.defs.runner import ingest, step_errors
 from evalpipe.defs.sources import contiguous_ranges, range_tags
 from evalpipe.sources.olmes.reader import find_run_dirs, run_id_for
 from evalpipe.storage.lake import Lake
@@ -185,3 +186,19 @@ def test_contiguous_ranges_cover_exactly_the_wanted_keys_in_bounded_batches() ->
         ("g", "h", 2),
     ]
     assert contiguous_ranges(order, set()) == []
+
+
+def test_a_run_quarantined_by_a_sensor_launched_batch_is_not_reingested_by_the_cli(
+    instance, settings
+) -> None:
+    run_ids = all_run_ids(settings)
+    metrics_all = settings.dumps / run_ids[0] / "metrics-all.jsonl"
+    lines = [json.loads(line) for line in metrics_all.read_text().splitlines() if line]
+    for record in lines:
+        record["metrics"]["primary_score"] = 3.5
+    metrics_all.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    assert materialize_runs(instance, settings, run_ids).success, "what a sensor run does"
+    assert last_attempts(instance, "olmes", run_ids)[run_ids[0]].outcome == "quarantined"
+
+    report = ingest(build_definitions(settings), settings, instance, progress=lambda _: None)
+    assert report.outcomes == [] and report.skipped_unchanged == 4
