@@ -7,7 +7,10 @@ export EVALPIPE_HOME ?= $(CURDIR)/data
 export DAGSTER_HOME ?= $(EVALPIPE_HOME)/dagster
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: demo test dev lint format bench clean
+LINTED := evalpipe evalpipe_tests benchmarks fuzz
+FUZZ_SECONDS ?= 600
+
+.PHONY: demo test dev lint format fuzz bench clean
 
 $(STAMP): pyproject.toml evalpipe/sources/olmes/_instance_scan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,10 +26,14 @@ $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
 demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/evalpipe demo
 
-## test: create .venv if needed, lint, run the whole suite
+## test: create .venv if needed, lint, run the whole suite. The C scanner must have been built
+## (EVALPIPE_SCANNER=c: a failed optional build is an error here, not a silent fallback); the
+## instance tests run on the pure-Python scanner too. EVALPIPE_SCANNER=python make test runs the
+## rest of the suite on it as well.
+test: export EVALPIPE_SCANNER ?= c
 test: $(STAMP)
-	$(BIN)/ruff check evalpipe evalpipe_tests benchmarks
-	$(BIN)/ruff format --check evalpipe evalpipe_tests benchmarks
+	$(BIN)/ruff check $(LINTED)
+	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest -q; status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$status
 
 ## dev: the Dagster UI on 127.0.0.1:3000 over the instance that `make demo` and the CLI use
@@ -34,11 +41,20 @@ dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 lint: $(STAMP)
-	$(BIN)/ruff check evalpipe evalpipe_tests benchmarks
+	$(BIN)/ruff check $(LINTED)
 
 format: $(STAMP)
-	$(BIN)/ruff format evalpipe evalpipe_tests benchmarks
-	$(BIN)/ruff check --fix evalpipe evalpipe_tests benchmarks
+	$(BIN)/ruff format $(LINTED)
+	$(BIN)/ruff check --fix $(LINTED)
+
+## fuzz: coverage-guided fuzzing of the instance scanner (atheris; needs clang) for FUZZ_SECONDS;
+## not part of `make test`. New inputs go to build/fuzz-corpus, a failing one to build/fuzz-crash-*
+fuzz: $(STAMP)
+	$(BIN)/python -c "import atheris" 2>/dev/null || $(BIN)/python -m pip install --quiet atheris
+	mkdir -p build/fuzz-corpus
+	$(BIN)/python fuzz/fuzz_instance_scan.py -max_total_time=$(FUZZ_SECONDS) -max_len=8192 \
+		-dict=fuzz/json.dict -artifact_prefix=build/fuzz- \
+		build/fuzz-corpus evalpipe_tests/sources/olmes/scanner_corpus
 
 clean:
 	rm -rf $(VENV) build evalpipe/sources/olmes/*.so data/lake data/warehouse.duckdb data/reconstructed data/reports data/dagster

@@ -39,6 +39,12 @@ _BRACKETS = re.compile(r"[\[\]{}]")
 ScanOnce = Callable[[str, int], tuple[Any, int]]
 Value = tuple[Any, int, int]
 """A wanted value as `json` reads it, and where its text starts and ends in the line."""
+Cells = tuple[list[int], list[bytes | None], bytes | None]
+"""A converted row: its ints, its text and JSON columns' UTF-8 (None is NULL), its task name."""
+TextColumn = tuple[bytes, bytes, bytes | None, int]
+Refused = tuple[int, int, int, int]
+ScanResult = tuple[int, int, list[bytes], list[TextColumn], int, str | None, list[Refused]]
+"""(lines, rows, int_columns, text_columns, mismatches, example, refused): see `scan_rows`."""
 
 
 def _row_values(text: str, fields: dict[str, int], scan_once: ScanOnce) -> dict[int, Value] | None:
@@ -75,20 +81,16 @@ def _row_values(text: str, fields: dict[str, int], scan_once: ScanOnce) -> dict[
     return found if _SPACE.match(text, at).end() == len(text) else None
 
 
-def _too_deep(text: str) -> bool:
+def _too_deep(raw: bytes, text: str) -> bool:
     """Containers nested deeper than the C scanner follows; brackets are counted outside strings
     only when there are enough of them to reach that depth."""
-    if text.count("{") + text.count("[") <= MAX_DEPTH:
+    if raw.count(b"{") + raw.count(b"[") <= MAX_DEPTH:
         return False
     depth = deepest = 0
     for bracket in _BRACKETS.findall(_STRING.sub("", text)):
         depth += 1 if bracket in "[{" else -1
         deepest = max(deepest, depth)
     return deepest > MAX_DEPTH
-
-
-Cells = tuple[list[int], list[bytes | None], bytes | None]
-"""A converted row: its ints, its text and JSON columns' UTF-8 (None is NULL), its task name."""
 
 
 def _row_cells(
@@ -100,7 +102,7 @@ def _row_cells(
     except UnicodeDecodeError:
         return None
     found = _row_values(text, fields, scan_once)
-    if found is None or _too_deep(text):
+    if found is None or _too_deep(raw, text):
         return None
     ints: list[int] = []
     texts: list[bytes | None] = []
@@ -140,12 +142,6 @@ def _text_column(cells: list[bytes | None]) -> TextColumn:
     valid = np.fromiter((c is not None for c in cells), bool, len(cells))
     validity = np.packbits(valid, bitorder="little").tobytes() if nulls else None
     return offsets.tobytes(), b"".join(c for c in cells if c is not None), validity, nulls
-
-
-TextColumn = tuple[bytes, bytes, bytes | None, int]
-Refused = tuple[int, int, int, int]
-ScanResult = tuple[int, int, list[bytes], list[TextColumn], int, str | None, list[Refused]]
-"""(lines, rows, int_columns, text_columns, mismatches, example, refused): see `scan_rows`."""
 
 
 def scan_rows(

@@ -1,14 +1,15 @@
-"""The instance parser: the C scanner takes only lines it converts exactly as the stdlib `json`
+"""The instance parser: the scanner takes only lines it converts exactly as the stdlib `json`
 would, refuses everything else (which the stdlib path then keeps or rejects with file:line), and
-stores nested values as their source text."""
+stores nested values as their source text. Each scanner test runs on the C scanner and on its
+pure-Python fallback (the `scan_rows` fixture)."""
 
 import json
 import random
+import sys
 
 import pytest
 
 from evalpipe.core.jsonl import DumpFormatError
-from evalpipe.sources.olmes._instance_scan import scan_rows
 from evalpipe.sources.olmes.instance_parse import (
     SHAPES,
     ChunkJob,
@@ -16,7 +17,9 @@ from evalpipe.sources.olmes.instance_parse import (
     _scanned_batch,
     parse_chunk,
 )
+from evalpipe.sources.olmes.scanner import ScanRows
 
+DIGITS = sys.get_int_max_str_digits()  # the longest integer literal Python's `int` reads
 TABLE = "requests"  # every kind of column: ints, texts, JSON text, the row's own task name
 SHAPE = SHAPES[TABLE]
 JOB = ChunkJob("dump/task-000-t-requests.jsonl", 0, 0, TABLE, "t", "run")
@@ -32,7 +35,7 @@ VALID = {
 }
 
 
-def scan(line: bytes) -> dict | None:
+def scan(line: bytes, scan_rows: ScanRows) -> dict | None:
     """The row the scanner makes of one line, or None if it refuses the line."""
     lines, rows, ints, texts, _, _, refused = scan_rows(
         line, SHAPE.ints, SHAPE.texts, SHAPE.jsons, "task_name", JOB.task_name
@@ -68,9 +71,11 @@ def line_of(**changes) -> bytes:
     return json.dumps({**VALID, **changes}, ensure_ascii=False).encode()
 
 
-def test_a_valid_row_is_scanned_with_nested_values_as_their_source_text() -> None:
+def test_a_valid_row_is_scanned_with_nested_values_as_their_source_text(
+    scan_rows: ScanRows,
+) -> None:
     line = b'{"doc_id": 7, "idx": 0, "native_id": "q\\u00e9", "label": -0, "doc": {"b": 1,  "a": [1e5, "\\ud83d\\ude00"]}}'
-    row = scan(line)
+    row = scan(line, scan_rows)
     assert row is not None
     assert row["doc_id"] == 7 and row["native_id"] == "qé" and row["label"] == "0"
     assert row["doc"] == '{"b": 1,  "a": [1e5, "\\ud83d\\ude00"]}'  # byte for byte
@@ -78,75 +83,82 @@ def test_a_valid_row_is_scanned_with_nested_values_as_their_source_text() -> Non
     assert_same_as_stdlib(line, row)
 
 
-@pytest.mark.parametrize(
-    "line",
-    [
-        line_of(),
-        line_of(native_id="\U0001f600 \\u0041 数学", label=None),
-        line_of(label=-(2**63), doc_id=2**63 - 1),
-        line_of(label=10**30),  # beyond int64 as text: its digits
-        line_of(doc=[], request={}),
-        line_of(doc={"nan": float("nan"), "inf": [float("inf"), float("-inf")]}),
-        b'  {"doc_id":1,"idx":2}\r',
-        b'{"doc_id": 1, "idx": 2, "native_id": "\\" \\\\ \\/ \\b \\f \\n \\r \\t"}',
-    ],
-)
-def test_valid_rows_are_scanned_as_the_stdlib_reads_them(line: bytes) -> None:
-    row = scan(line)
+VALID_LINES = [
+    line_of(),
+    line_of(native_id="\U0001f600 \\u0041 数学", label=None),
+    line_of(label=-(2**63), doc_id=2**63 - 1),
+    line_of(label=10**30),  # beyond int64 as text: its digits
+    b'{"doc_id": 1, "idx": 2, "label": -' + b"9" * DIGITS + b', "doc": [' + b"9" * DIGITS + b"]}",
+    line_of(doc=[], request={}),
+    line_of(doc={"nan": float("nan"), "inf": [float("inf"), float("-inf")]}),
+    b'  {"doc_id":1,"idx":2}\r',
+    b'{"doc_id": 1, "idx": 2, "native_id": "\\" \\\\ \\/ \\b \\f \\n \\r \\t"}',
+]
+
+
+@pytest.mark.parametrize("line", VALID_LINES)
+def test_valid_rows_are_scanned_as_the_stdlib_reads_them(line: bytes, scan_rows: ScanRows) -> None:
+    row = scan(line, scan_rows)
     assert row is not None
     assert_same_as_stdlib(line, row)
 
 
-@pytest.mark.parametrize(
-    ("line", "why"),
-    [
-        (b'{"doc_id": 1, "idx": 0,}', "trailing comma"),
-        (b'{"doc_id": 1, "idx": 0', "unterminated object"),
-        (b'{"doc_id": 1, "idx": 0} x', "text after the object"),
-        (b"[1, 2]", "not an object"),
-        (b"{'doc_id': 1}", "single quotes"),
-        (b'{"doc_id": 01, "idx": 0}', "leading zero"),
-        (b'{"doc_id": 1, "idx": 0, "doc": 1.}', "bare decimal point"),
-        (b'{"doc_id": 1, "idx": 0, "doc": .5}', "no integer part"),
-        (b'{"doc_id": 1, "idx": 0, "doc": +1}', "plus sign"),
-        (b'{"doc_id": 1, "idx": 0, "doc": 1e}', "empty exponent"),
-        (b'{"doc_id": 1, "idx": 0, "doc": Nan}', "misspelt NaN"),
-        (b'{"doc_id": 1, "idx": 0, "doc": -Inf}', "cut -Infinity"),
-        (b'{"doc_id": 1, "idx": 0, "label": NaN}', "NaN as text"),
-        (b'{"doc_id": 1, "idx": 0, "doc": tru}', "bad literal"),
-        (b'{"doc_id": 1, "idx": 0, "doc": "a\tb"}', "raw control character"),
-        (b'{"doc_id": 1, "idx": 0, "doc": "\\x41"}', "bad escape"),
-        (b'{"doc_id": 1, "idx": 0, "doc": "\\u12"}', "short \\u escape"),
-        (b'{"doc_id": 1, "idx": 0, "doc": "\xc0\xaf"}', "overlong UTF-8"),
-        (b'{"doc_id": 1, "idx": 0, "doc": "\xed\xa0\x80"}', "UTF-8 encoded surrogate"),
-        (b'{"doc_id": 1, "idx": 0, "doc": "\xf4\x90\x80\x80"}', "beyond U+10FFFF"),
-        (b'{"doc_id": 1, "idx": 0, "doc": "\xe6\x95"}', "cut UTF-8 sequence"),
-        (b'{"doc_id": 1, "idx": 0, "doc": "\xff"}', "invalid byte"),
-        (b'{"doc_id": 1, "idx": 0, "native_id": "\\ud800"}', "lone surrogate as text"),
-        (b'{"doc_id": 1, "idx": 0, "label": 1.5}', "float as text"),
-        (b'{"doc_id": 1, "idx": 0, "label": true}', "bool as text"),
-        (b'{"doc_id": 1, "idx": 0, "label": [1]}', "list as text"),
-        (b'{"doc_id": 1.0, "idx": 0}', "float doc_id"),
-        (b'{"doc_id": "1", "idx": 0}', "string doc_id"),
-        (b'{"doc_id": null, "idx": 0}', "null doc_id"),
-        (b'{"idx": 0}', "missing doc_id"),
-        (b'{"doc_id": 9223372036854775808, "idx": 0}', "doc_id beyond int64"),
-        (b'{"doc_id": 1, "doc_id": 2, "idx": 0}', "duplicate key"),
-        (b'{"doc\\u005fid": 1, "idx": 0}', "escaped key"),
-        (b'{"doc_id": 1, "idx": 0, "task_name": 3}', "non-string task name"),
-        (b'{"doc_id": 1, "idx": 0, "doc": ' + b"[" * 300 + b"]" * 300 + b"}", "deep nesting"),
-    ],
-)
-def test_lines_the_scanner_cannot_vouch_for_are_refused(line: bytes, why: str) -> None:
-    assert scan(line) is None, why
+REFUSED_LINES = [
+    (b'{"doc_id": 1, "idx": 0,}', "trailing comma"),
+    (b'{"doc_id": 1, "idx": 0', "unterminated object"),
+    (b'{"doc_id": 1, "idx": 0} x', "text after the object"),
+    (b"[1, 2]", "not an object"),
+    (b"{'doc_id': 1}", "single quotes"),
+    (b'{"doc_id": 01, "idx": 0}', "leading zero"),
+    (b'{"doc_id": 1, "idx": 0, "doc": 1.}', "bare decimal point"),
+    (b'{"doc_id": 1, "idx": 0, "doc": .5}', "no integer part"),
+    (b'{"doc_id": 1, "idx": 0, "doc": +1}', "plus sign"),
+    (b'{"doc_id": 1, "idx": 0, "doc": 1e}', "empty exponent"),
+    (b'{"doc_id": 1, "idx": 0, "doc": Nan}', "misspelt NaN"),
+    (b'{"doc_id": 1, "idx": 0, "doc": -Inf}', "cut -Infinity"),
+    (b'{"doc_id": 1, "idx": 0, "label": NaN}', "NaN as text"),
+    (b'{"doc_id": 1, "idx": 0, "doc": tru}', "bad literal"),
+    (b'{"doc_id": 1, "idx": 0, "doc": "a\tb"}', "raw control character"),
+    (b'{"doc_id": 1, "idx": 0, "doc": "\\x41"}', "bad escape"),
+    (b'{"doc_id": 1, "idx": 0, "doc": "\\u12"}', "short \\u escape"),
+    (b'{"doc_id": 1, "idx": 0, "doc": "\xc0\xaf"}', "overlong UTF-8"),
+    (b'{"doc_id": 1, "idx": 0, "doc": "\xed\xa0\x80"}', "UTF-8 encoded surrogate"),
+    (b'{"doc_id": 1, "idx": 0, "doc": "\xf4\x90\x80\x80"}', "beyond U+10FFFF"),
+    (b'{"doc_id": 1, "idx": 0, "doc": "\xe6\x95"}', "cut UTF-8 sequence"),
+    (b'{"doc_id": 1, "idx": 0, "doc": "\xff"}', "invalid byte"),
+    (b'{"doc_id": 1, "idx": 0, "native_id": "\\ud800"}', "lone surrogate as text"),
+    (b'{"doc_id": 1, "idx": 0, "label": 1.5}', "float as text"),
+    (b'{"doc_id": 1, "idx": 0, "label": true}', "bool as text"),
+    (b'{"doc_id": 1, "idx": 0, "label": [1]}', "list as text"),
+    (b'{"doc_id": 1.0, "idx": 0}', "float doc_id"),
+    (b'{"doc_id": "1", "idx": 0}', "string doc_id"),
+    (b'{"doc_id": null, "idx": 0}', "null doc_id"),
+    (b'{"idx": 0}', "missing doc_id"),
+    (b'{"doc_id": 9223372036854775808, "idx": 0}', "doc_id beyond int64"),
+    (b'{"doc_id": 1, "doc_id": 2, "idx": 0}', "duplicate key"),
+    (b'{"doc\\u005fid": 1, "idx": 0}', "escaped key"),
+    (b'{"doc_id": 1, "idx": 0, "task_name": 3}', "non-string task name"),
+    (b'{"doc_id": 1, "idx": 0, "doc": ' + b"[" * 300 + b"]" * 300 + b"}", "deep nesting"),
+    (b'{"doc_id": 1, "idx": 0, "doc": [' + b"9" * (DIGITS + 1) + b"]}", "too long for int"),
+    (b'{"doc_id": 1, "idx": 0, "junk": -' + b"9" * (DIGITS + 1) + b"}", "too long for int"),
+]
 
 
-def test_nan_and_infinities_in_nested_values_are_kept_as_written() -> None:
+@pytest.mark.parametrize(("line", "why"), REFUSED_LINES)
+def test_lines_the_scanner_cannot_vouch_for_are_refused(
+    line: bytes, why: str, scan_rows: ScanRows
+) -> None:
+    assert scan(line, scan_rows) is None, why
+
+
+def test_nan_and_infinities_in_nested_values_are_kept_as_written(scan_rows: ScanRows) -> None:
     """Python's json writes them (scores of failed instances); they stay the source's text."""
-    row = scan(b'{"doc_id": 1, "idx": 0, "doc": {"acc": NaN, "r": [Infinity, -Infinity]}}')
+    line = b'{"doc_id": 1, "idx": 0, "doc": {"acc": NaN, "r": [Infinity, -Infinity]}}'
+    row = scan(line, scan_rows)
     assert row is not None and row["doc"] == '{"acc": NaN, "r": [Infinity, -Infinity]}'
 
 
+@pytest.mark.usefixtures("scanner")
 def test_refused_lines_go_to_the_stdlib_path_in_order_and_bad_ones_name_their_line() -> None:
     lines = [
         line_of(doc_id=1),
@@ -186,7 +198,7 @@ def mutations(line: bytes, rng: random.Random, count: int) -> list[bytes]:
     return out
 
 
-def test_every_line_the_scanner_takes_the_stdlib_reads_the_same() -> None:
+def test_every_line_the_scanner_takes_the_stdlib_reads_the_same(scan_rows: ScanRows) -> None:
     """Differential fuzzing: thousands of near-valid lines; whatever the scanner accepts must be
     valid JSON with the same values the stdlib path gives, key order included."""
     rng = random.Random(20261124)
@@ -194,7 +206,7 @@ def test_every_line_the_scanner_takes_the_stdlib_reads_the_same() -> None:
     accepted = 0
     for seed in seeds:
         for line in mutations(seed, rng, 3000):
-            row = scan(line)
+            row = scan(line, scan_rows)
             if row is None:
                 continue
             accepted += 1
@@ -205,7 +217,7 @@ def test_every_line_the_scanner_takes_the_stdlib_reads_the_same() -> None:
     assert accepted > 500  # mutations inside strings and numbers often stay valid
 
 
-def test_refused_lines_are_listed_with_their_bytes_line_and_place() -> None:
+def test_refused_lines_are_listed_with_their_bytes_line_and_place(scan_rows: ScanRows) -> None:
     good, bad = line_of(doc_id=1), b'{"doc_id": 2, "idx": 0, "label": 1.5}'
     data = b"\n".join([bad, good, b"", bad, bad, good, bad])
     lines, rows, *_, refused = scan_rows(
@@ -216,6 +228,16 @@ def test_refused_lines_are_listed_with_their_bytes_line_and_place() -> None:
     assert all(data[start:end] == bad for start, end, _, _ in refused)
 
 
+@pytest.mark.usefixtures("scanner")
+def test_an_integer_too_long_for_python_is_a_format_error_naming_its_line() -> None:
+    """The stdlib cannot read it, so no scanner vouches for it and the run fails precisely."""
+    data = line_of(doc_id=1) + b'\n{"doc_id": 2, "idx": 0, "doc": ' + b"1" * (DIGITS + 1) + b"}\n"
+    with pytest.raises(DumpFormatError, match="unreadable JSON number") as error:
+        parse_chunk(data, JOB)
+    assert error.value.line == 2
+
+
+@pytest.mark.usefixtures("scanner")
 def test_a_chunk_of_only_refused_lines_keeps_every_row_in_order() -> None:
     """Every line refused (float labels): each row comes out once, in order."""
     lines = [f'{{"doc_id": {i}, "idx": 0, "label": 0.5}}'.encode() for i in range(2000)]

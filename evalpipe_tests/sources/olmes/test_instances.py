@@ -1,5 +1,6 @@
 """Instance tables: every row of every file lands, JSON text parses back exactly, bad input fails
-only its run and leaves the previous partitions as they were."""
+only its run and leaves the previous partitions as they were. Every test runs once per scanner
+(C and pure Python: the `scanner` fixture)."""
 
 import json
 import math
@@ -30,6 +31,8 @@ JSON_COLUMNS = {
 }
 RUN = "dump/_eval_results/run"
 
+pytestmark = pytest.mark.usefixtures("scanner")
+
 
 @pytest.fixture(scope="module")
 def dumps(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -40,9 +43,10 @@ def dumps(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def ingested(
-    dumps: Path, tmp_path_factory: pytest.TempPathFactory
+    scanner: str, dumps: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Lake, dict[Path, InstanceIngestReport]]:
-    """Every sample run ingested once, serially (parallel is compared with serial below)."""
+    """Every sample run ingested once per scanner, serially (parallel is compared with serial
+    below)."""
     lake = Lake(tmp_path_factory.mktemp("lake"))
     reports = {
         run_dir: ingest_instances(str(run_dir.relative_to(dumps)), run_dir, lake, workers=1)
@@ -178,7 +182,7 @@ def test_a_task_without_a_requests_file_has_no_request_rows(ingested) -> None:
 
 
 def test_big_integers_nan_and_odd_scalars_survive(tmp_path: Path) -> None:
-    """The C scanner refuses NaN, and floats or lists where text is wanted; the stdlib path keeps them, and
+    """The scanner refuses NaN, and floats or lists where text is wanted; the stdlib path keeps them, and
     lines the scanner takes keep their source text verbatim."""
     big = 10**20
     rows = [
