@@ -85,7 +85,7 @@ def check_chunk(data: bytes, c_scan_rows: ScanRows) -> None:
     """Raise AssertionError where `data` breaks the property under any table's shape."""
     for table in SHAPES:
         scanned = c_scan_rows(data, *scan_args(table))
-        assert scanned == python_scan_rows(data, *scan_args(table)), data
+        assert scanned == python_scan_rows(data, *scan_args(table)), (table, data[:200])
         check_converted_rows(data, table, scanned)
         with contextlib.suppress(DumpFormatError):  # any other exception fails the check
             instance_parse.parse_chunk(data, job(table))

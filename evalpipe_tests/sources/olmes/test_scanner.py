@@ -103,13 +103,18 @@ def test_the_integer_digit_limit_is_pythons_at_the_time_of_the_call(digits: int)
         sys.set_int_max_str_digits(before)
 
 
-def implementation_in_a_new_process(choice: str | None) -> subprocess.CompletedProcess:
+def in_a_new_process(code: str, choice: str | None) -> subprocess.CompletedProcess:
+    """Run `code` in a Python whose EVALPIPE_SCANNER is `choice` (None: unset)."""
     env = {k: v for k, v in os.environ.items() if k != "EVALPIPE_SCANNER"}
     env.update({"EVALPIPE_SCANNER": choice} if choice is not None else {})
-    code = "from evalpipe.sources.olmes.scanner import scanner_implementation as s; print(s())"
     return subprocess.run(
         [sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True
     )
+
+
+def implementation_in_a_new_process(choice: str | None) -> subprocess.CompletedProcess:
+    code = "from evalpipe.sources.olmes.scanner import scanner_implementation as s; print(s())"
+    return in_a_new_process(code, choice)
 
 
 def test_the_scanner_in_use_is_reported_and_the_environment_chooses_it() -> None:
@@ -133,3 +138,10 @@ def test_insisting_on_c_without_the_extension_fails_loudly() -> None:
 def test_this_process_reports_the_scanner_the_ingest_uses() -> None:
     active: ScanRows = SCANNERS[scanner.scanner_implementation()]
     assert scanner.scan_rows is active
+
+
+def test_the_pure_python_scanner_parses_on_one_thread() -> None:
+    """It holds the GIL: a second parser thread only contends for it."""
+    code = "from evalpipe.sources.olmes.instances import default_workers as w; print(w())"
+    run = in_a_new_process(code, "python")
+    assert run.stdout.strip() == "1", run.stderr[-2000:]
