@@ -29,13 +29,23 @@ class RunInventory:
     run_dir: Path
     files: tuple[FileEntry, ...]
     complete: bool = True
+    problems: tuple[str, ...] = ()
+    """Entries refused without being read (a symlink leaving the root, a FIFO, an unlistable
+    directory): the run fails with these messages until they are fixed."""
 
     @property
     def fingerprint(self) -> str:
         digest = hashlib.sha256()
         for f in self.files:
             digest.update(f"{f.name}\0{f.size}\0{f.mtime_ns}\n".encode())
+        for problem in self.problems:
+            digest.update(f"!{problem}\n".encode())
         return digest.hexdigest()[:16]
+
+    def refuse_problems(self) -> None:
+        """Raise `DumpFormatError` naming the first refused entry, if any."""
+        if self.problems:
+            raise DumpFormatError(self.run_dir, None, "; ".join(self.problems))
 
     @property
     def total_bytes(self) -> int:
@@ -64,18 +74,44 @@ class RunScan:
         return f"{self.run_id}@{self.inventory.fingerprint}"
 
 
-def stat_files(run_dir: Path) -> tuple[FileEntry, ...]:
-    """Every regular file directly in `run_dir`, sorted by name; raises `DumpFormatError` when
-    the directory cannot be listed."""
-    files = []
+@dataclass(frozen=True)
+class RootScan:
+    """Every run found under a source's root, and what was skipped there and why."""
+
+    runs: list[RunScan]
+    skipped: list[str]
+
+
+def stat_files(run_dir: Path, root: Path) -> tuple[tuple[FileEntry, ...], tuple[str, ...]]:
+    """Every regular file directly in `run_dir` (sorted by name) and the entries refused
+    without being opened: symlinks that resolve outside `root`, special files (FIFOs, sockets,
+    devices, whose reading could hang or leak), or the directory itself when it cannot be
+    listed. A symlink to a regular file inside `root` counts as that file."""
+    files, problems = [], []
     try:
         with os.scandir(run_dir) as entries:
-            for entry in entries:
-                if entry.is_file():
+            for entry in sorted(entries, key=lambda e: e.name):
+                problem = _refusal(Path(entry.path), entry, root)
+                if problem:
+                    problems.append(problem)
+                elif entry.is_file():
                     st = entry.stat()
                     files.append(FileEntry(entry.name, st.st_size, st.st_mtime_ns))
     except OSError as exc:
-        raise DumpFormatError(
-            run_dir, None, f"cannot list run directory: {exc.strerror or exc}"
-        ) from exc
-    return tuple(sorted(files, key=lambda f: f.name))
+        problems.append(f"cannot list run directory: {exc.strerror or exc}")
+    return tuple(files), tuple(problems)
+
+
+def _refusal(path: Path, entry: os.DirEntry, root: Path) -> str | None:
+    if entry.is_symlink():
+        target = path.resolve()
+        if not target.is_relative_to(root.resolve()):
+            return f"{path.name} is a symlink to {target}, outside {root}; refused (copy it in)"
+        if target.is_dir():
+            return None
+        if not target.is_file():
+            return f"{path.name} is a symlink to {target}, which is not a regular file; refused"
+        return None
+    if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
+        return None
+    return f"{path.name} is not a regular file (a FIFO, socket or device); refused unread"

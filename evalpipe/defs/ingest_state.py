@@ -17,8 +17,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from evalpipe.core.inventory import RunScan
+from evalpipe.results.status import FAILED
 
-FAILED = "failed"
 BATCH = 500
 
 

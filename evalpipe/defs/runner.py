@@ -126,7 +126,10 @@ def _ingest_source(
     root = source.root(settings)
     if not root.is_dir():
         return
-    scans = source.scan(root)
+    found = source.scan(root)
+    scans = found.runs
+    for skipped in found.skipped:
+        progress(f"  note: {skipped}")
     pending = list(scans) if force else pending_scans(instance, scans, retry_failed=True)
     report.scanned += len(scans)
     report.skipped_unchanged += len(scans) - len(pending)

@@ -211,7 +211,10 @@ def build_source_defs(source: Source) -> SourceDefs:
         if not root.is_dir():
             return dg.SkipReason(f"{source.name} root {root} does not exist")
         now = time.time()
-        scans = source.scan(root)
+        found = source.scan(root)
+        scans = found.runs
+        for skipped in found.skipped:
+            context.log.warning(skipped)
         settled = [s for s in scans if s.inventory.settled(now, settings.settle_seconds)]
         pending = pending_scans(context.instance, settled, retry_failed=False)
         cursor = json.dumps({"runs": len(scans), "settling": len(scans) - len(settled)})

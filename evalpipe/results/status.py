@@ -17,6 +17,7 @@ from evalpipe.storage.schemas import SCHEMAS
 
 OK = "ok"
 QUARANTINED = "quarantined"
+FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -54,13 +55,46 @@ def checks_table(run_id: str, checks: list[RunCheck], checked_at: datetime) -> p
 
 
 def status_table(
-    run_id: str, checks: list[RunCheck], checked_at: datetime | None = None
+    run_id: str,
+    checks: list[RunCheck],
+    checked_at: datetime | None = None,
+    *,
+    fingerprint: str | None = None,
+    published: dict | None = None,
 ) -> pa.Table:
-    status, reason = run_status(checks)
+    """The run's status row after checking a new version of it.
+
+    `status` always describes what the tables hold. A new version that passes is published
+    and its status is `ok`; one that fails a blocking check is published as `quarantined` only
+    when the run has no previous version (so its rows can be inspected); otherwise the previous
+    version (`published`, its status row) stays in the tables with its status, and the new one
+    is recorded as the quarantined attempt."""
+    attempt, reason = run_status(checks)
+    keep_previous = attempt == QUARANTINED and published is not None
     row = {
         "run_id": run_id,
-        "status": status,
-        "status_reason": reason,
+        "status": published["status"] if keep_previous else attempt,
+        "status_reason": published["status_reason"] if keep_previous else reason,
         "checked_at": checked_at or datetime.now(timezone.utc),
+        "attempt_status": attempt,
+        "attempt_reason": reason,
+        "attempt_fingerprint": fingerprint,
     }
     return pa.Table.from_pylist([row], SCHEMAS["run_status"])
+
+
+def failed_attempt_table(published: dict, reason: str, fingerprint: str) -> pa.Table:
+    """The status row of a run whose newest files failed to ingest (bad input): what is
+    published, and its status, stay; the failure and its reason are recorded beside them."""
+    row = {
+        **published,
+        "attempt_status": FAILED,
+        "attempt_reason": reason,
+        "attempt_fingerprint": fingerprint,
+    }
+    return pa.Table.from_pylist([row], SCHEMAS["run_status"])
+
+
+def publishes_new_version(checks: list[RunCheck], published: dict | None) -> bool:
+    """Whether a checked new version replaces the run's tables (see `status_table`)."""
+    return run_status(checks)[0] == OK or published is None

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from evalpipe.core.config import Settings
-from evalpipe.core.inventory import RunInventory, RunScan
+from evalpipe.core.inventory import RootScan, RunInventory, RunScan
 from evalpipe.results.status import RunCheck
 
 Progress = Callable[[str], None]
@@ -67,8 +67,9 @@ class Source(Protocol):
         """The directory this source watches."""
         ...
 
-    def scan(self, root: Path) -> list[RunScan]:
-        """Every run under `root` with its inventory (stats only: no file content is read)."""
+    def scan(self, root: Path) -> RootScan:
+        """Every run under `root` with its inventory (stats only: no file content is read), and
+        what was skipped there and why."""
         ...
 
     def inventory(self, root: Path, run_id: str) -> RunInventory:

@@ -1,41 +1,54 @@
-"""The lake: one Parquet file per (table, run) under `lake/<table>/run_id=<key>/data.parquet`.
+"""The lake: immutable Parquet files per (table, run), published by one commit record per run.
 
-The lake is the source of truth (the DuckDB warehouse is views over it). Each partition is a
-single file, written to a temporary name in its own directory and renamed into place, so a
-re-ingest replaces exactly that run's rows and a crash leaves the previous file readable.
+Layout under the lake root:
+
+    <table>/run_id=<key>/<version>.parquet   one file per table and version of a run, never
+                                             overwritten
+    _runs/<key>.json                         the run's commit record: for each table, the file
+                                             that holds the run's rows now
+    derived/<table>.parquet                  tables computed across runs (leaderboards)
+
+A run's new version is written as new files beside the old ones; replacing the commit record
+(one atomic rename) is the commit point, so every reader that goes through the records (the
+warehouse views list exactly the committed files) sees the run's previous complete version or
+its new complete version, never a mix, whatever moment a crash or `kill -9` strikes. Files no
+record points at are garbage from an interrupted write; each commit removes those of its run,
+keeping the previous version's files for readers still using an older warehouse.
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
-import os
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
-from urllib.parse import quote, unquote
+from urllib.parse import quote
 
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from evalpipe.core.atomic import PARTIAL_SUFFIX, fsync_path, partial_path, replace_durably
+from evalpipe.core.atomic import atomic_path, fsync_path, partial_path, replace_durably
 from evalpipe.storage.schemas import SCHEMAS, is_json_column
 
-DATA_FILE = "data.parquet"
-COMMITS_DIR = ".commits"
-"""Journals of multi-table commits whose renames are under way (see `StagedPartitions`)."""
+RECORDS_DIR = "_runs"
+MAX_KEY_CHARS = 120
+"""Longer run ids get a hashed directory name: a path component must stay under 255 bytes."""
 
 
 def partition_key(run_id: str) -> str:
-    """Directory-safe form of a run id (which contains `/`): percent-encoded, reversible."""
-    return quote(run_id, safe="")
-
-
-def run_id_from_key(key: str) -> str:
-    return unquote(key)
+    """Directory-safe form of a run id (which contains `/`): percent-encoded, or for a long id
+    a readable prefix plus a hash of the whole (the full id is in every row and record)."""
+    key = quote(run_id, safe="")
+    if len(key) <= MAX_KEY_CHARS:
+        return key
+    digest = hashlib.sha256(run_id.encode()).hexdigest()[:20]
+    return f"{key[: MAX_KEY_CHARS - 22].rstrip('%')}~{digest}"
 
 
 @dataclass(frozen=True)
@@ -49,80 +62,76 @@ class Lake:
             raise KeyError(f"unknown lake table {table!r}; known: {', '.join(sorted(SCHEMAS))}")
         return self.root / table
 
-    def partition_file(self, table: str, run_id: str) -> Path:
-        return self.table_dir(table) / f"run_id={partition_key(run_id)}" / DATA_FILE
+    def run_dir(self, table: str, run_id: str) -> Path:
+        return self.table_dir(table) / f"run_id={partition_key(run_id)}"
 
-    def glob(self, table: str) -> str:
-        """The Parquet glob a reader (DuckDB, Spark, ...) uses for the whole table."""
-        return str(self.table_dir(table) / "run_id=*" / DATA_FILE)
+    def record_path(self, run_id: str) -> Path:
+        return self.root / RECORDS_DIR / f"{partition_key(run_id)}.json"
+
+    def record(self, run_id: str) -> dict | None:
+        """The run's commit record, or None when nothing of it was ever committed."""
+        path = self.record_path(run_id)
+        return json.loads(path.read_text()) if path.exists() else None
+
+    def records(self) -> list[dict]:
+        """Every run's commit record, in run id order."""
+        directory = self.root / RECORDS_DIR
+        found = [json.loads(p.read_text()) for p in directory.glob("*.json")]
+        return sorted(found, key=lambda r: r["run_id"])
+
+    def partition_file(self, table: str, run_id: str) -> Path:
+        """The file that holds the run's rows of `table` now (FileNotFoundError if none)."""
+        record = self.record(run_id)
+        if record is None or table not in record["tables"]:
+            raise FileNotFoundError(f"run {run_id!r} has no committed {table} partition")
+        return self.root / record["tables"][table]
+
+    def files(self, table: str) -> list[Path]:
+        """The committed file of every run that has `table`, in run id order."""
+        self.table_dir(table)
+        return [self.root / r["tables"][table] for r in self.records() if table in r["tables"]]
 
     def has_data(self, table: str) -> bool:
-        return any(self.table_dir(table).glob(f"run_id=*/{DATA_FILE}"))
+        return bool(self.files(table))
 
     def run_ids(self, table: str) -> list[str]:
-        directory = self.table_dir(table)
-        if not directory.is_dir():
-            return []
-        return sorted(
-            run_id_from_key(p.parent.name.removeprefix("run_id="))
-            for p in directory.glob(f"run_id=*/{DATA_FILE}")
-        )
+        return [r["run_id"] for r in self.records() if table in r["tables"]]
 
     def read(self, table: str, run_id: str) -> pa.Table:
         return pq.read_table(self.partition_file(table, run_id))
 
-    def writer(self, table: str, run_id: str) -> PartitionWriter:
-        return PartitionWriter(self.partition_file(table, run_id), SCHEMAS[table])
-
     def stage(
         self, run_id: str, tables: Iterable[str], row_group_size: int = 64_000
     ) -> StagedPartitions:
-        """Writers for one run's partitions of `tables` that `commit()` replaces together
-        (first finishing any commit a crash interrupted)."""
-        self.finish_interrupted_commits()
+        """Writers for a new version of one run's partitions of `tables`, published together
+        by `commit()` (the run's other tables keep their committed files)."""
+        version = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         return StagedPartitions(
-            self.root,
+            self,
+            run_id,
             {
                 table: PartitionWriter(
-                    self.partition_file(table, run_id), SCHEMAS[table], row_group_size
+                    self.run_dir(table, run_id) / f"{version}.parquet",
+                    SCHEMAS[table],
+                    row_group_size,
                 )
                 for table in tables
             },
         )
-
-    def finish_interrupted_commits(self) -> int:
-        """Roll forward the multi-table commits a crash cut short: rename into place every staged
-        file their journal names that is still there. A journal whose committer is alive (it
-        holds the journal's lock) is left alone. Returns the number of commits finished."""
-        directory = self.root / COMMITS_DIR
-        finished = 0
-        for journal in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-            with open(journal) as handle:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                except BlockingIOError:
-                    continue
-                if os.fstat(handle.fileno()).st_nlink == 0:
-                    continue  # its committer finished and removed it while we waited
-                for staged, target in json.load(handle)["renames"]:
-                    if (self.root / staged).exists():
-                        os.replace(self.root / staged, self.root / target)
-                journal.unlink()
-                finished += 1
-        return finished
 
     def write(self, table: str, run_id: str, rows: pa.Table | Iterable[dict]) -> int:
         """Replace one run's partition of `table` with `rows`; returns the row count."""
         data = (
             rows if isinstance(rows, pa.Table) else pa.Table.from_pylist(list(rows), SCHEMAS[table])
         )
-        with self.writer(table, run_id) as writer:
-            writer.write_table(data)
+        with self.stage(run_id, [table]) as staged:
+            staged.write(table, data)
+            staged.commit()
         return data.num_rows
 
     def read_all(self, table: str, columns: list[str] | None = None) -> pa.Table:
         """Every run's partition of `table` (an empty table with the schema when there is none)."""
-        files = sorted(self.table_dir(table).glob(f"run_id=*/{DATA_FILE}"))
+        files = self.files(table)
         schema = SCHEMAS[table]
         if not files:
             empty = pa.Table.from_pylist([], schema)
@@ -133,11 +142,42 @@ class Lake:
 
     def count_rows(self, table: str) -> int:
         """Rows of a run-partitioned or derived table, from Parquet metadata alone."""
-        if table in SCHEMAS:
-            files = [str(f) for f in self.table_dir(table).glob(f"run_id=*/{DATA_FILE}")]
-        else:
-            files = [str(self.derived_file(table))]
+        files = self.files(table) if table in SCHEMAS else [self.derived_file(table)]
         return sum(pq.ParquetFile(f).metadata.num_rows for f in files)
+
+    @contextmanager
+    def _run_lock(self, run_id: str) -> Iterator[None]:
+        """One committer per run at a time (a sensor run and the CLI may overlap)."""
+        directory = self.root / RECORDS_DIR
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / f".{partition_key(run_id)}.lock", "a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            yield
+
+    def _commit(self, run_id: str, writers: dict[str, PartitionWriter]) -> None:
+        """Publish the finished `writers` as version files and point the run's record at them,
+        keeping its other tables; then delete the run's files that neither the new record nor
+        the previous one names (all under the run's lock, so no committer deletes another's
+        files before they are recorded)."""
+        with self._run_lock(run_id):
+            for writer in writers.values():
+                writer.publish()
+            files = {table: writer.target for table, writer in writers.items()}
+            previous = self.record(run_id) or {"tables": {}}
+            tables = {**previous["tables"]}
+            tables.update({t: str(f.relative_to(self.root)) for t, f in files.items()})
+            record = {
+                "run_id": run_id,
+                "tables": dict(sorted(tables.items())),
+                "committed_at": datetime.now(timezone.utc).isoformat(),
+            }
+            with atomic_path(self.record_path(run_id)) as tmp:
+                tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False))
+            keep = {self.root / f for f in [*tables.values(), *previous["tables"].values()]}
+            for table in files:
+                for old in self.run_dir(table, run_id).glob("*.parquet"):
+                    if old not in keep:
+                        old.unlink(missing_ok=True)
 
     def derived_file(self, table: str) -> Path:
         """Unpartitioned tables computed across runs (leaderboards) live beside the run tables."""
@@ -161,9 +201,10 @@ class Lake:
 
 
 class PartitionWriter:
-    """Streams record batches into a temporary file; `commit` on a clean exit renames it into place.
+    """Streams record batches into a hidden temporary file that `publish` renames to its target.
 
-    On an exception the temporary file is removed and the previous partition is untouched.
+    Used as a context manager (derived tables), a clean exit publishes; on an exception the
+    temporary file is removed and the target is untouched.
     """
 
     def __init__(self, target: Path, schema: pa.Schema, row_group_size: int = 64_000) -> None:
@@ -232,18 +273,19 @@ class PartitionWriter:
 
 
 class StagedPartitions:
-    """One run's partitions of several tables, written side by side and replaced together.
+    """A new version of one run's partitions of several tables, published together.
 
-    `commit()` first finishes every temporary file, so a failure while writing (bad input, a full
-    disk) replaces none of them; then it records the renames in a journal under the lake's
-    `.commits/` and renames the files. A crash in the middle of the renames leaves the journal,
-    and the next `Lake.stage` finishes them, so the tables never stay half old, half new. Leaving
-    the `with` block without `commit()` discards everything.
+    Each table's file is written under a hidden temporary name, finished and renamed to its
+    version file (invisible: no record names it yet); `commit()` then replaces the run's commit
+    record, the one atomic step. A failure or crash before that publishes nothing. Leaving the
+    `with` block without `commit()` discards every file of the version.
     """
 
-    def __init__(self, root: Path, writers: dict[str, PartitionWriter]) -> None:
-        self.root = root
+    def __init__(self, lake: Lake, run_id: str, writers: dict[str, PartitionWriter]) -> None:
+        self.lake = lake
+        self.run_id = run_id
         self.writers = writers
+        self._committed = False
 
     def __enter__(self) -> StagedPartitions:
         return self
@@ -276,44 +318,24 @@ class StagedPartitions:
         writer.finish()
         return pq.read_table(writer.staged, columns=columns)
 
-    def commit(self) -> None:
-        for table in self.writers:
+    def commit(self, tables: Iterable[str] | None = None) -> None:
+        """Publish the staged version of `tables` (default: all), in one record swap; the other
+        staged tables are discarded."""
+        chosen = sorted(set(self.writers if tables is None else tables))
+        for table in chosen:
             self.writer(table).finish()
-        renames = [(w.staged, w.target) for w in self.writers.values()]
-        with commit_journal(self.root, renames):
-            for writer in self.writers.values():
-                writer.publish()
+        self.lake._commit(self.run_id, {t: self.writers[t] for t in chosen})
+        self._committed = True
+        for table, writer in self.writers.items():
+            if table not in chosen:
+                writer.discard()
 
     def __exit__(self, exc_type, exc, tb) -> None:
         self.discard()
 
     def discard(self) -> None:
-        """Drop every staged file not yet published (all of them unless `commit()` ran)."""
+        """Drop every file of this version unless it was committed."""
         for writer in self.writers.values():
             writer.discard()
-
-
-@contextmanager
-def commit_journal(root: Path, renames: list[tuple[Path, Path]]) -> Iterator[None]:
-    """A durable record of `renames` (paths under `root`), locked while the block runs.
-
-    The journal appears under its final name only once written and locked, so a reader that can
-    lock it knows its committer is gone (a process's locks die with it). The block's own errors
-    remove it: only a crash leaves a journal behind."""
-    directory = root / COMMITS_DIR
-    directory.mkdir(parents=True, exist_ok=True)
-    name = uuid.uuid4().hex
-    journal = directory / f"{name}.json"
-    pending = directory / f".{name}{PARTIAL_SUFFIX}"
-    record = {"renames": [[str(a.relative_to(root)), str(b.relative_to(root))] for a, b in renames]}
-    with open(pending, "x") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        json.dump(record, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-        os.replace(pending, journal)
-        fsync_path(directory)
-        try:
-            yield
-        finally:
-            journal.unlink()
+            if not self._committed:
+                writer.target.unlink(missing_ok=True)

@@ -114,6 +114,11 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("status", pa.string()),
             ("status_reason", pa.string()),
             ("checked_at", TIMESTAMP),
+            # The newest files' fate when it differs from what is published: a quarantined or
+            # failed new version leaves the previous one in the tables.
+            ("attempt_status", pa.string()),
+            ("attempt_reason", pa.string()),
+            ("attempt_fingerprint", pa.string()),
         ]
     ),
     "run_files": pa.schema(

@@ -43,10 +43,12 @@ def sql_identifier(name: str) -> str:
 def table_source(lake: Lake, table: str) -> str:
     """A SQL relation for a lake table: its Parquet files, or an empty relation of its schema
     while no run has written it (so queries and views work on an empty lake)."""
-    if lake.has_data(table):
-        # Hive partitioning lets a `WHERE run_id = ?` open one run's file instead of all of them.
-        glob = sql_literal(lake.glob(table))
-        return f"read_parquet({glob}, union_by_name = true, hive_partitioning = true)"
+    files = lake.files(table)
+    if files:
+        # Exactly the committed files: a run's new version appears whole when its commit record
+        # is swapped and the warehouse rebuilt, never half written.
+        listed = ", ".join(sql_literal(str(f)) for f in files)
+        return f"read_parquet([{listed}], union_by_name = true)"
     columns = ", ".join(
         f"CAST(NULL AS {DUCKDB_TYPES[f.type]}) AS {sql_identifier(f.name)}" for f in SCHEMAS[table]
     )
@@ -77,9 +79,8 @@ class WarehouseBuild:
 
 def build_warehouse(lake: Lake, path: Path) -> WarehouseBuild:
     """Write a fresh warehouse with one view per lake table and per derived table (`runs`
-    carrying each run's status) and return the row count behind each. Commits a crash cut short
-    are finished first, so the views never show a run's tables half replaced."""
-    lake.finish_interrupted_commits()
+    carrying each run's status) and return the row count behind each. The views list the
+    committed files, so they show each run's tables as one version."""
     views = {table: f"SELECT * FROM {table_source(lake, table)}" for table in SCHEMAS}
     views["runs"] = runs_with_status_sql(lake)
     for table in lake.derived_tables():

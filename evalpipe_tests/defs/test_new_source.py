@@ -11,7 +11,7 @@ import dagster as dg
 import pyarrow as pa
 
 from evalpipe.core.config import Settings
-from evalpipe.core.inventory import RunInventory, RunScan, stat_files
+from evalpipe.core.inventory import RootScan, RunInventory, RunScan, stat_files
 from evalpipe.core.jsonl import DumpFormatError
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.sources import build_source_defs, range_tags
@@ -35,11 +35,13 @@ class ScoresSource:
     def root(self, settings: Settings) -> Path:
         return settings.home / "toy"
 
-    def scan(self, root: Path) -> list[RunScan]:
-        return [RunScan(self.name, d.name, self.inventory(root, d.name)) for d in root.iterdir()]
+    def scan(self, root: Path) -> RootScan:
+        runs = [RunScan(self.name, d.name, self.inventory(root, d.name)) for d in root.iterdir()]
+        return RootScan(runs, skipped=[])
 
     def inventory(self, root: Path, run_id: str) -> RunInventory:
-        return RunInventory(root / run_id, stat_files(root / run_id))
+        files, problems = stat_files(root / run_id, root)
+        return RunInventory(root / run_id, files, problems=problems)
 
     def ingest(
         self, scans: Iterable[RunScan], settings: Settings, progress: Progress

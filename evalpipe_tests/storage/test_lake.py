@@ -1,61 +1,76 @@
-"""Lake partitions are replaced whole and atomically: a crash leaves the previous file readable."""
+"""A run's tables are published together by one commit record: readers see its previous
+complete version or its new complete version, never a mix, whatever a crash interrupts."""
 
 import os
+import random
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from evalpipe.storage.lake import (
-    COMMITS_DIR,
-    SCHEMAS,
-    Lake,
-    commit_journal,
-    partition_key,
-    run_id_from_key,
-)
+from evalpipe.storage.lake import MAX_KEY_CHARS, SCHEMAS, Lake, partition_key
 
 RUN = "2025-11-03_posttrain/_eval_results/org_model__main"
+PROJECT = Path(__file__).resolve().parents[2]
 
 
-def metric_rows(n: int, value: float) -> list[dict]:
+def metric_rows(n: int, value: float, run: str = RUN) -> list[dict]:
     return [
-        {"run_id": RUN, "task_name": f"t{i}", "metric": "acc", "value": value} for i in range(n)
+        {"run_id": run, "task_name": f"t{i}", "metric": "acc", "value": value} for i in range(n)
     ]
 
 
-def test_run_ids_with_slashes_round_trip_through_partition_keys() -> None:
-    key = partition_key(RUN)
-    assert "/" not in key
-    assert run_id_from_key(key) == RUN
+def test_partition_keys_are_directory_safe_and_distinct_for_any_length() -> None:
+    assert "/" not in partition_key(RUN)
+    long_a, long_b = "d/" + "x" * 250 + "a", "d/" + "x" * 250 + "b"
+    keys = {partition_key(long_a), partition_key(long_b)}
+    assert len(keys) == 2 and all(len(k) <= MAX_KEY_CHARS for k in keys)
+
+
+def test_a_run_id_of_any_length_is_stored_and_read_back(tmp_path: Path) -> None:
+    run = "2025_dump/" + "very_long_model_name_" * 14 + "__main"
+    lake = Lake(tmp_path / "lake")
+    lake.write("task_metrics", run, metric_rows(2, 0.5, run))
+    assert lake.read("task_metrics", run).column("run_id").to_pylist() == [run, run]
+    assert lake.run_ids("task_metrics") == [run]
 
 
 def test_write_replaces_exactly_one_partition(tmp_path: Path) -> None:
     lake = Lake(tmp_path / "lake")
     lake.write("task_metrics", RUN, metric_rows(3, 0.5))
-    lake.write("task_metrics", "other/run", metric_rows(2, 0.1))
+    lake.write("task_metrics", "other/run", metric_rows(2, 0.1, "other/run"))
     lake.write("task_metrics", RUN, metric_rows(1, 0.9))
     assert lake.read("task_metrics", RUN).to_pylist() == metric_rows(1, 0.9)
     assert lake.read("task_metrics", "other/run").num_rows == 2
     assert lake.run_ids("task_metrics") == sorted([RUN, "other/run"])
+    assert lake.read_all("task_metrics").num_rows == 3
+
+
+def test_old_versions_are_kept_one_generation_then_removed(tmp_path: Path) -> None:
+    """The previous version stays for readers of a warehouse built before the commit."""
+    lake = Lake(tmp_path / "lake")
+    for value in (0.1, 0.2, 0.3):
+        lake.write("task_metrics", RUN, metric_rows(1, value))
+    files = sorted(lake.run_dir("task_metrics", RUN).glob("*.parquet"))
+    assert len(files) == 2
+    assert lake.partition_file("task_metrics", RUN) in files
 
 
 def test_failure_in_the_middle_of_a_write_keeps_the_previous_partition(tmp_path: Path) -> None:
     lake = Lake(tmp_path / "lake")
     lake.write("task_metrics", RUN, metric_rows(3, 0.5))
     batch = pa.RecordBatch.from_pylist(metric_rows(1000, 0.7), schema=SCHEMAS["task_metrics"])
-    with (
-        pytest.raises(RuntimeError, match="disk on fire"),
-        lake.writer("task_metrics", RUN) as writer,
-    ):
-        writer.write_batch(batch)
+    with pytest.raises(RuntimeError, match="disk on fire"), lake.stage(RUN, ["task_metrics"]) as s:
+        s.writer("task_metrics").write_batch(batch)
         raise RuntimeError("disk on fire")
     assert lake.read("task_metrics", RUN).to_pylist() == metric_rows(3, 0.5)
-    leftovers = [p.name for p in lake.partition_file("task_metrics", RUN).parent.iterdir()]
-    assert leftovers == ["data.parquet"]
+    leftovers = list(lake.run_dir("task_metrics", RUN).iterdir())
+    assert leftovers == [lake.partition_file("task_metrics", RUN)]
 
 
 def test_rows_that_do_not_fit_the_schema_are_rejected_before_replacing(tmp_path: Path) -> None:
@@ -70,76 +85,79 @@ def test_rows_that_do_not_fit_the_schema_are_rejected_before_replacing(tmp_path:
 
 def test_unknown_table_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(KeyError, match="unknown lake table 'nope'"):
-        Lake(tmp_path).partition_file("nope", RUN)
+        Lake(tmp_path).files("nope")
 
 
-STAGED = ("task_metrics", "task_choices")
-CRASHING_COMMIT = """
-import os, sys
+def test_a_commit_of_some_tables_keeps_the_others(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    lake.write("task_metrics", RUN, metric_rows(2, 0.5))
+    with lake.stage(RUN, ["task_metrics", "task_choices"]) as staged:
+        staged.write(
+            "task_metrics", pa.Table.from_pylist(metric_rows(5, 0.1), SCHEMAS["task_metrics"])
+        )
+        staged.write("task_choices", pa.Table.from_pylist([], SCHEMAS["task_choices"]))
+        staged.commit(["task_choices"])
+    assert lake.read("task_metrics", RUN).num_rows == 2, "the uncommitted table is dropped"
+    assert lake.read("task_choices", RUN).num_rows == 0
+    assert len(list(lake.run_dir("task_metrics", RUN).glob("*.parquet"))) == 1
+
+
+WRITER = """
+import sys
 from pathlib import Path
 import pyarrow as pa
-import pyarrow.parquet as pq
-from evalpipe.storage.lake import Lake, PartitionWriter
+from evalpipe.storage.lake import Lake
+from evalpipe.storage.schemas import SCHEMAS
 
-published = PartitionWriter.publish
-
-def publish_then_die(self):
-    published(self)
-    os._exit(9)  # a crash (power cut, OOM kill) right after the first rename
-
-PartitionWriter.publish = publish_then_die
 lake, run = Lake(Path(sys.argv[1])), sys.argv[2]
-rows = {
-    "task_metrics": {"run_id": run, "task_name": "new", "metric": "acc", "value": 1.0},
-    "task_choices": {"run_id": run, "task_name": "new", "n_choices": 4, "generative": False},
-}
-with lake.stage(run, rows) as staged:
-    for table, row in rows.items():
-        writer = staged.writer(table)
-        writer.write_table(pa.Table.from_pylist([row], writer.schema))
-    staged.commit()
+version = 0
+print("ready", flush=True)
+while True:
+    version += 1
+    with lake.stage(run, ["task_metrics", "task_choices"]) as staged:
+        for table, row in {
+            "task_metrics": {"run_id": run, "task_name": "v", "metric": "m", "value": version},
+            "task_choices": {"run_id": run, "task_name": "v", "n_choices": version},
+        }.items():
+            staged.write(table, pa.Table.from_pylist([row] * 500, SCHEMAS[table]))
+        staged.commit()
 """
 
 
-def staged_tasks(lake: Lake) -> dict[str, list[str]]:
-    return {t: [r["task_name"] for r in lake.read(t, RUN).to_pylist()] for t in STAGED}
+def committed_versions(lake: Lake) -> tuple[float, float]:
+    metrics = lake.read("task_metrics", RUN).column("value").unique().to_pylist()
+    choices = lake.read("task_choices", RUN).column("n_choices").unique().to_pylist()
+    assert len(metrics) == len(choices) == 1
+    return metrics[0], float(choices[0])
 
 
-def test_a_crash_between_the_renames_of_a_staged_commit_is_rolled_forward(tmp_path: Path) -> None:
+def test_kill_9_at_random_points_of_rewrites_never_shows_a_mix_of_versions(
+    tmp_path: Path,
+) -> None:
     lake = Lake(tmp_path / "lake")
-    lake.write(
-        "task_metrics", RUN, [{"run_id": RUN, "task_name": "old", "metric": "acc", "value": 0.0}]
-    )
-    lake.write(
-        "task_choices",
-        RUN,
-        [{"run_id": RUN, "task_name": "old", "n_choices": 2, "generative": False}],
-    )
-    crashed = subprocess.run(
-        [sys.executable, "-c", CRASHING_COMMIT, str(lake.root), RUN],
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
-        capture_output=True,
-        text=True,
-    )
-    assert crashed.returncode == 9, crashed.stderr
-    assert staged_tasks(lake) == {"task_metrics": ["new"], "task_choices": ["old"]}  # half done
-
-    assert lake.finish_interrupted_commits() == 1
-    assert staged_tasks(lake) == {"task_metrics": ["new"], "task_choices": ["new"]}
-    assert not list((lake.root / COMMITS_DIR).glob("*.json"))
-    assert lake.finish_interrupted_commits() == 0
-
-
-def test_a_commit_in_progress_is_not_touched_by_recovery(tmp_path: Path) -> None:
-    lake = Lake(tmp_path / "lake")
-    lake.write("task_metrics", RUN, metric_rows(1, 0.5))
-    staged = lake.root / "task_metrics" / ".staged.partial"
-    staged.write_bytes(b"not yet renamed")
-    with commit_journal(lake.root, [(staged, lake.partition_file("task_metrics", RUN))]):
-        assert lake.finish_interrupted_commits() == 0  # its committer holds the lock
-        assert staged.exists()
-    assert not list((lake.root / COMMITS_DIR).glob("*.json"))  # removed by its committer
-    assert lake.read("task_metrics", RUN).to_pylist() == metric_rows(1, 0.5)
+    env = {**os.environ, "PYTHONPATH": str(PROJECT)}
+    rng = random.Random(7)
+    seen = set()
+    for _ in range(8):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(lake.root), RUN],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert writer.stdout.readline() == "ready\n"
+        time.sleep(rng.random() * 0.3)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+        if lake.record(RUN) is None:
+            continue  # killed before its first commit
+        metrics, choices = committed_versions(lake)
+        assert metrics == choices, "both tables come from one version"
+        seen.add(metrics)
+    assert seen, "some commits landed"
+    leftovers = [p for p in lake.root.rglob("*") if p.is_file() and p.suffix == ".partial"]
+    assert len(leftovers) <= 8 * 2, "at most one version's files are left per kill"
 
 
 def test_json_text_columns_are_written_without_dictionary_or_statistics(tmp_path: Path) -> None:

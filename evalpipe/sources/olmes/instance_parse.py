@@ -13,8 +13,8 @@ The lines the scanner refuses are redone with the stdlib `json` and put back in 
 keeps what the scanner does not convert (a scalar that is not int/str/null, stored as its JSON
 text; a duplicate key, the last one winning) and raises the precise `DumpFormatError`
 (`file:line: problem`) for what is wrong: malformed JSON, invalid UTF-8, a lone surrogate in a
-text, a non-object row, a missing, non-integer or non-int64 `doc_id`. That path writes nested
-values back compactly, non-ASCII unescaped.
+text, an integer literal too long for Python's `int`, a non-object row, a missing, non-integer or
+non-int64 `doc_id`. That path writes nested values back compactly, non-ASCII unescaped.
 
 Line numbers inside a chunk are relative to the chunk; the caller adds the lines before it.
 """

@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from evalpipe.core.inventory import RunInventory, RunScan, stat_files
+from evalpipe.core.inventory import RootScan, RunInventory, RunScan, stat_files
 from evalpipe.core.jsonl import DumpFormatError, count_lines, iter_jsonl
 
 SOURCE_NAME = "olmes"
@@ -48,31 +48,42 @@ def is_run_dir_listing(names: list[str]) -> bool:
 
 
 def find_run_dirs(root: Path) -> list[Path]:
-    """Every run directory below `root`, at any depth, sorted; hidden directories are skipped.
+    """Every run directory below `root`, at any depth, sorted (see `walk_dumps`)."""
+    return walk_dumps(root)[0]
 
-    Run directories are flat, so the walk does not descend into one once found.
+
+def walk_dumps(root: Path) -> tuple[list[Path], list[str]]:
+    """Every run directory below `root`, at any depth, sorted, and what was skipped and why.
+
+    Run directories are flat, so the walk does not descend into one once found. Hidden
+    directories (a leading `.`), symlinked directories and directories that cannot be listed
+    are skipped and reported; one of them never stops the others from being found.
     """
     if not root.is_dir():
         raise DumpFormatError(root, None, "dumps root is not a directory")
     found: list[Path] = []
+    skipped: list[str] = []
     stack = [root]
     while stack:
         current = stack.pop()
         try:
-            entries = list(os.scandir(current))
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
         except OSError as exc:
-            raise DumpFormatError(
-                current, None, f"cannot list directory: {exc.strerror or exc}"
-            ) from exc
-        if is_run_dir_listing([e.name for e in entries if e.is_file()]):
+            skipped.append(f"{current}: cannot list directory ({exc.strerror or exc}); skipped")
+            continue
+        if is_run_dir_listing([e.name for e in entries if not e.is_dir(follow_symlinks=False)]):
             found.append(Path(current))
             continue
-        stack.extend(
-            Path(e.path)
-            for e in entries
-            if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
-        )
-    return sorted(found)
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                if entry.is_symlink() and entry.is_dir():
+                    skipped.append(f"{entry.path}: a symlinked directory; skipped (not followed)")
+                continue
+            if entry.name.startswith("."):
+                skipped.append(f"{entry.path}: hidden directory; skipped")
+                continue
+            stack.append(Path(entry.path))
+    return sorted(found), sorted(skipped)
 
 
 def run_id_for(root: Path, run_dir: Path) -> str:
@@ -85,10 +96,12 @@ def run_id_for(root: Path, run_dir: Path) -> str:
     return rel
 
 
-def scan_run(run_dir: Path) -> RunInventory:
-    """Stat every file of a run directory (names, sizes, mtimes); reads no content."""
-    files = stat_files(run_dir)
-    return RunInventory(run_dir, files, complete=is_run_dir_listing([f.name for f in files]))
+def scan_run(run_dir: Path, root: Path) -> RunInventory:
+    """Stat every file of a run directory (names, sizes, mtimes); reads no content. Entries
+    that must not be read (symlinks leaving `root`, special files) are listed as problems."""
+    files, problems = stat_files(run_dir, root)
+    names = [f.name for f in files] + [p.split(" ", 1)[0] for p in problems]
+    return RunInventory(run_dir, files, is_run_dir_listing(names), problems)
 
 
 @dataclass
@@ -383,6 +396,9 @@ def model_identity(
     return model, revision, model_hash
 
 
-def scan_dumps(root: Path) -> list[RunScan]:
-    """Every run directory under `root` with its inventory (stats only; no file is read)."""
-    return [RunScan(SOURCE_NAME, run_id_for(root, d), scan_run(d)) for d in find_run_dirs(root)]
+def scan_dumps(root: Path) -> RootScan:
+    """Every run directory under `root` with its inventory (stats only; no file is read), and
+    what was skipped."""
+    run_dirs, skipped = walk_dumps(root)
+    runs = [RunScan(SOURCE_NAME, run_id_for(root, d), scan_run(d, root)) for d in run_dirs]
+    return RootScan(runs, skipped)

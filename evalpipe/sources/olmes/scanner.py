@@ -30,6 +30,8 @@ def _built_scanners() -> dict[str, ScanRows]:
 
 
 def _choose(choice: str, built: dict[str, ScanRows]) -> str:
+    """The scanner for an `EVALPIPE_SCANNER` choice; insisting on C where it was not built is an
+    error, so a CI whose build failed does not pass on the slow path unnoticed."""
     if choice == "c" and "c" not in built:
         raise ImportError(
             "EVALPIPE_SCANNER=c, but the C scanner was not built: reinstall with a C compiler "

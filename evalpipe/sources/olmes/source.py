@@ -19,10 +19,19 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from evalpipe.core.config import Settings
-from evalpipe.core.inventory import RunInventory, RunScan
-from evalpipe.results.status import RunCheck, checks_table, run_status, status_table
+from evalpipe.core.inventory import RootScan, RunInventory, RunScan
+from evalpipe.core.jsonl import DumpFormatError
+from evalpipe.results.status import (
+    RunCheck,
+    checks_table,
+    failed_attempt_table,
+    publishes_new_version,
+    run_status,
+    status_table,
+)
 from evalpipe.results.suites import load_suites
 from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset
 from evalpipe.sources.olmes.checks import PER_RUN_CHECKS, evaluate_runs, lean_reader
@@ -32,7 +41,14 @@ from evalpipe.sources.olmes.instances import (
     InstanceIngestReport,
     write_instances,
 )
-from evalpipe.sources.olmes.reader import SOURCE_NAME, RunRecords, read_run, scan_dumps, scan_run
+from evalpipe.sources.olmes.reader import (
+    METRICS_ALL,
+    SOURCE_NAME,
+    RunRecords,
+    read_run,
+    scan_dumps,
+    scan_run,
+)
 from evalpipe.sources.olmes.reconstruct import (
     ReconstructionReport,
     plan_reconstruction,
@@ -150,11 +166,11 @@ class OlmesSource:
     def root(self, settings: Settings) -> Path:
         return settings.dumps
 
-    def scan(self, root: Path) -> list[RunScan]:
+    def scan(self, root: Path) -> RootScan:
         return scan_dumps(root)
 
     def inventory(self, root: Path, run_id: str) -> RunInventory:
-        return scan_run(root / run_id)
+        return scan_run(root / run_id, root)
 
     def ingest(
         self, scans: Iterable[RunScan], settings: Settings, progress: Progress
@@ -165,8 +181,9 @@ class OlmesSource:
         try:
             for scan in scans:
                 try:
-                    group.append(_stage(scan, lake, progress))
+                    group.append(_stage(scan, self.root(settings), lake, progress))
                 except Exception as exc:  # bad input fails this run alone
+                    _record_failure(lake, scan, exc)
                     yield scan.run_id, exc
                     continue
                 if sum(r.rows for r in group) >= CHECK_GROUP_ROWS or len(group) >= CHECK_GROUP_RUNS:
@@ -178,12 +195,14 @@ class OlmesSource:
                 run.staged.discard()
 
 
-def _stage(scan: RunScan, lake: Lake, progress: Progress) -> _StagedRun:
+def _stage(scan: RunScan, root: Path, lake: Lake, progress: Progress) -> _StagedRun:
     """Read one run directory and stage every table of it (nothing is published yet)."""
     started = time.perf_counter()
     run_id, run_dir = scan.run_id, scan.inventory.run_dir
-    inventory = scan_run(run_dir)
+    inventory = scan_run(run_dir, root)
+    inventory.refuse_problems()
     records = read_run(run_dir)
+    _refuse_shrinking(lake, run_id, inventory, records)
     tables = build_run_tables(run_id, run_dir, records=records, fingerprint=inventory.fingerprint)
     artifacts, reconstruction = plan_reconstruction(records)
     staged = lake.stage(run_id, RUN_TABLES, row_group_size=DEFAULT_BATCH_ROWS)
@@ -233,21 +252,78 @@ def _check_and_commit(
     share = (time.perf_counter() - started) / len(group)
     for run, run_checks in zip(group, checks, strict=True):
         run_id = run.scan.run_id
+        target = settings.reconstructed / run_id
         try:
+            published = _published_status(lake, run_id)
             checked_at = datetime.now(timezone.utc)
+            status = status_table(
+                run_id,
+                run_checks,
+                checked_at,
+                fingerprint=run.inventory.fingerprint,
+                published=published,
+            )
             run.staged.write("run_checks", checks_table(run_id, run_checks, checked_at))
-            run.staged.write("run_status", status_table(run_id, run_checks, checked_at))
-            target = settings.reconstructed / run_id
-            if run.artifacts:
-                write_reconstruction(target, run.artifacts)
-            elif target.exists():
-                shutil.rmtree(target)
-            run.staged.commit()
+            run.staged.write("run_status", status)
+            if publishes_new_version(run_checks, published):
+                if run.artifacts:
+                    write_reconstruction(target, run.artifacts)
+                elif target.exists():
+                    shutil.rmtree(target)
+                run.staged.commit()
+            else:
+                run.staged.commit(["run_checks", "run_status"])
         except Exception as exc:
             run.staged.discard()
             yield run_id, exc
             continue
         yield run_id, _result(run, run_checks, lake, target, run.seconds + share)
+
+
+def _refuse_shrinking(
+    lake: Lake, run_id: str, inventory: RunInventory, records: RunRecords
+) -> None:
+    """An emptied or shrunken run directory is an error, not an update: files that vanished,
+    or a `metrics-all.jsonl` left with no records where the published version had some, would
+    silently wipe stored results (deleting data is the retention and archive jobs' work)."""
+    record = lake.record(run_id)
+    if record is None or "run_files" not in record["tables"]:
+        return
+    before = lake.read("run_files", run_id).column("name").to_pylist()
+    lost = sorted(set(before) - {f.name for f in inventory.files})
+    if lost:
+        shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+        raise DumpFormatError(
+            inventory.run_dir,
+            None,
+            f"{len(lost)} files disappeared since the last ingest ({shown}); the published "
+            "version is kept",
+        )
+    if METRICS_ALL in before and not any(r.source == "metrics-all" for r in records.records):
+        had = pc.sum(pc.equal(lake.read("task_results", run_id)["source"], "metrics-all"))
+        if had.as_py():
+            raise DumpFormatError(
+                inventory.run_dir / METRICS_ALL,
+                None,
+                f"no records, where the published version had {had.as_py()}; the published "
+                "version is kept",
+            )
+
+
+def _published_status(lake: Lake, run_id: str) -> dict | None:
+    """The status row of the run's published version, if it has one."""
+    record = lake.record(run_id)
+    if record is None or "run_status" not in record["tables"]:
+        return None
+    return lake.read("run_status", run_id).to_pylist()[0]
+
+
+def _record_failure(lake: Lake, scan: RunScan, exc: Exception) -> None:
+    """Mark a run whose new files failed to ingest: its published version stays as it was."""
+    published = _published_status(lake, scan.run_id)
+    if published is not None:
+        table = failed_attempt_table(published, str(exc), scan.inventory.fingerprint)
+        lake.write("run_status", scan.run_id, table)
 
 
 def _result(

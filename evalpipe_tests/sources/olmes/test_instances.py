@@ -76,8 +76,9 @@ def partition_bytes(lake: Lake, run_id: str) -> dict[str, bytes]:
     return {t: lake.partition_file(t, run_id).read_bytes() for t in TABLES}
 
 
-def lake_files(lake: Lake) -> list[str]:
-    return sorted(p.name for p in lake.root.rglob("*") if p.is_file())
+def lake_files(lake: Lake) -> list[Path]:
+    """Every data file in the lake (commit records and locks aside)."""
+    return sorted(p for p in lake.root.rglob("*") if p.is_file() and p.parent.name != "_runs")
 
 
 def write_run(run_dir: Path, files: dict[str, list[str]]) -> Path:
@@ -262,7 +263,7 @@ def test_a_malformed_line_fails_the_run_and_keeps_its_previous_partitions(
             ingest_instances(RUN, run_dir, lake, workers=workers, chunk_bytes=64_000)
         assert (error.value.path, error.value.line) == (big, bad_line)
         assert partition_bytes(lake, RUN) == before
-        assert set(lake_files(lake)) == {"data.parquet"}
+        assert set(lake_files(lake)) == {lake.partition_file(t, RUN) for t in TABLES}
 
 
 def test_a_truncated_last_line_is_an_error_not_dropped(tmp_path: Path, dumps: Path) -> None:

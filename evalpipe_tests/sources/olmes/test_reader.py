@@ -145,13 +145,13 @@ def test_record_without_task_name_is_an_error_naming_the_line(dumps: Path) -> No
 
 def test_fingerprint_changes_when_a_file_changes_and_settle_waits(dumps: Path) -> None:
     run_dir = find_run_dirs(dumps)[0]
-    before = scan_run(run_dir)
+    before = scan_run(run_dir, dumps)
     assert before.complete
     target = run_dir / "metrics-all.jsonl"
     with target.open("ab") as handle:
         handle.write(b"\n")
     os.utime(target, ns=(before.files[0].mtime_ns + 10**9, before.files[0].mtime_ns + 10**9))
-    after = scan_run(run_dir)
+    after = scan_run(run_dir, dumps)
     assert after.fingerprint != before.fingerprint
     assert not after.settled(now=after.newest_mtime + 5, settle_seconds=30)
     assert after.settled(now=after.newest_mtime + 31, settle_seconds=30)
@@ -162,4 +162,54 @@ def test_half_written_directory_without_results_is_not_a_run(tmp_path: Path) -> 
     partial.mkdir(parents=True)
     (partial / "task-000-x-requests.jsonl").write_text("{}\n")
     assert find_run_dirs(tmp_path / "dumps") == []
-    assert scan_dumps(tmp_path / "dumps") == []
+    assert scan_dumps(tmp_path / "dumps").runs == []
+
+
+def test_entries_that_must_not_be_read_are_refused_without_being_opened(
+    dumps: Path, tmp_path: Path
+) -> None:
+    run_dir = find_run_dirs(dumps)[0]
+    outside = tmp_path / "secret.txt"
+    outside.write_text("root:x:0:0\n")
+    (run_dir / "task-099-leak-predictions.jsonl").symlink_to(outside)
+    os.mkfifo(run_dir / "task-098-pipe-requests.jsonl")
+    inside = run_dir / "task-097-alias-recorded-inputs.jsonl"
+    inside.symlink_to(next(run_dir.glob("*-recorded-inputs.jsonl")))
+    inventory = scan_run(run_dir, dumps)
+    assert [p.split(" ", 1)[0] for p in inventory.problems] == [
+        "task-098-pipe-requests.jsonl",
+        "task-099-leak-predictions.jsonl",
+    ]
+    assert "outside" in inventory.problems[1] and str(outside) in inventory.problems[1]
+    assert inside.name in {f.name for f in inventory.files}, "a symlink inside the root is fine"
+    with pytest.raises(DumpFormatError, match="not a regular file"):
+        inventory.refuse_problems()
+
+
+def test_a_fifo_metrics_all_makes_a_run_that_fails_rather_than_hangs(tmp_path: Path) -> None:
+    run_dir = tmp_path / "dumps" / "d" / "org_model__main"
+    run_dir.mkdir(parents=True)
+    os.mkfifo(run_dir / "metrics-all.jsonl")
+    [scan] = scan_dumps(tmp_path / "dumps").runs
+    assert scan.inventory.complete and scan.inventory.problems
+
+
+def test_hidden_unreadable_and_symlinked_directories_are_skipped_and_reported(
+    dumps: Path, tmp_path: Path
+) -> None:
+    runs_before = len(scan_dumps(dumps).runs)
+    (dumps / ".trash").mkdir()
+    (dumps / "elsewhere").symlink_to(tmp_path)
+    locked = dumps / "locked"
+    locked.mkdir()
+    locked.chmod(0)
+    try:
+        found = scan_dumps(dumps)
+    finally:
+        locked.chmod(0o755)
+    assert len(found.runs) == runs_before, "one bad entry does not stop the others"
+    reasons = "\n".join(found.skipped)
+    assert ".trash: hidden directory" in reasons
+    assert "elsewhere: a symlinked directory" in reasons
+    if os.geteuid() != 0:  # root can list a mode-000 directory
+        assert "locked: cannot list directory" in reasons
