@@ -53,6 +53,24 @@ def iter_raw_lines(path: Path, chunk_size: int = 1 << 20) -> Iterator[tuple[int,
             yield line_no + 1, pending, False
 
 
+class DuplicateKeyError(ValueError):
+    """A JSON object names the same key twice: which value counts would be a guess."""
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    value: dict[str, Any] = {}
+    for key, item in pairs:
+        if key in value:
+            raise DuplicateKeyError(key)
+        value[key] = item
+    return value
+
+
+def loads_strict(text: str) -> Any:
+    """`json.loads`, refusing duplicate keys (the stdlib silently keeps the last)."""
+    return json.loads(text, object_pairs_hook=_unique_keys)
+
+
 def decode_line(path: Path, line_no: int, raw: bytes, *, last_unterminated: bool = False) -> Any:
     """Parse one JSONL line, turning every failure into a `DumpFormatError`."""
     try:
@@ -64,7 +82,11 @@ def decode_line(path: Path, line_no: int, raw: bytes, *, last_unterminated: bool
             f"invalid UTF-8 at byte {exc.start} of the line: {raw[exc.start : exc.start + 8]!r}",
         ) from exc
     try:
-        return json.loads(text)
+        return loads_strict(text)
+    except DuplicateKeyError as exc:
+        raise DumpFormatError(
+            path, line_no, f"duplicate key {exc.args[0]!r} in one JSON object; refused"
+        ) from exc
     except json.JSONDecodeError as exc:
         hint = (
             " (truncated last line: is the file still being written?)" if last_unterminated else ""

@@ -8,6 +8,7 @@ or a builder bug is caught rather than confirmed.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
@@ -51,6 +52,7 @@ from evalpipe.storage.schemas import SCHEMAS, is_json_column
 
 CHECK_SOURCE_FILES = "source_task_files_match_metrics_all"
 CHECK_REQUESTS = "requests_schema_and_keys"
+CHECK_FINITE_METRICS = "instance_metrics_are_finite"
 
 REQUESTS = register_spec(
     TableSpec(
@@ -79,6 +81,7 @@ PER_RUN_CHECKS: tuple[tuple[str, str, bool], ...] = (
     ("predictions", CHECK_PREDICTION_COUNTS, True),
     ("requests", CHECK_REQUESTS, True),
     ("reconstructed_artifacts", CHECK_SOURCE_FILES, False),
+    ("predictions", CHECK_FINITE_METRICS, False),
 )
 
 
@@ -133,33 +136,51 @@ def source_files_outcome(run_dir: Path, report: ReconstructionReport) -> CheckOu
     )
 
 
-def evaluate_run(
-    records: RunRecords,
-    reconstruction: ReconstructionReport,
-    read: TableReader,
-    suites: dict[str, Suite],
-    now: datetime | None = None,
-) -> list[RunCheck]:
-    """Run every per-run check on a run's tables (`read`: its new, staged version) against what
-    its source files say (`records`, parsed once by the ingest)."""
-    return evaluate_runs([(records, reconstruction, read)], suites, now)[0]
+@dataclass(frozen=True)
+class RunToCheck:
+    """What the checks of one run look at: its source records (parsed once by the ingest), its
+    reconstruction report, its new staged tables, and facts the instance ingest counted."""
+
+    records: RunRecords
+    reconstruction: ReconstructionReport
+    read: TableReader
+    nonfinite_metrics: dict[str, int]
+
+
+def nonfinite_outcome(counts: dict[str, int]) -> CheckOutcome:
+    """WARN when per-instance metrics hold NaN or Infinity (Python's json writes them for failed
+    instances; strict JSON readers reject them, and they poison means)."""
+    frame = pd.DataFrame(sorted(counts.items()), columns=["task_name", "rows"])
+    total = int(frame["rows"].sum()) if len(frame) else 0
+    return CheckOutcome(
+        check=CHECK_FINITE_METRICS,
+        passed=total == 0,
+        severity="WARN",
+        description=(
+            f"{total} predictions rows in {len(frame)} tasks have NaN or Infinity in metrics"
+            if total
+            else "no NaN or Infinity in any per-instance metrics"
+        ),
+        metadata={"rows": total, "failures": len(frame), "offending_rows": frame_markdown(frame)},
+    )
 
 
 def evaluate_runs(
-    runs: Sequence[tuple[RunRecords, ReconstructionReport, TableReader]],
-    suites: dict[str, Suite],
-    now: datetime | None = None,
+    runs: Sequence[RunToCheck], suites: dict[str, Suite], now: datetime | None = None
 ) -> list[list[RunCheck]]:
-    """`evaluate_run` for several runs, with each GX suite validated once for all of them."""
-    results = [read("task_results") for _, _, read in runs]
-    predictions = [read("predictions") for _, _, read in runs]
-    requests = [read("requests") for _, _, read in runs]
-    sources = [str(records.run_dir / METRICS_ALL) for records, _, _ in runs]
+    """Every per-run check of several runs, in `PER_RUN_CHECKS` order, on each run's new
+    (staged) tables against what its source files say; each GX suite is validated once for all
+    of them."""
+    results = [run.read("task_results") for run in runs]
+    predictions = [run.read("predictions") for run in runs]
+    requests = [run.read("requests") for run in runs]
+    sources = [str(run.records.run_dir / METRICS_ALL) for run in runs]
     task_suites = validate_task_results_of_runs(results, now, suites=suites, sources=sources)
     prediction_suites = validate_table_of_runs(PREDICTIONS, predictions)
     request_suites = validate_table_of_runs(REQUESTS, requests)
     checks = []
-    for i, (records, reconstruction, _) in enumerate(runs):
+    for i, run in enumerate(runs):
+        records = run.records
         findings = [(f.kind, str(f.path), f.message) for f in records.findings]
         aggregates, members = reconcile_aggregates(results[i], suites)
         counts = predictions[i].groupby("task_name").size().to_dict() if len(predictions[i]) else {}
@@ -175,8 +196,10 @@ def evaluate_runs(
                 RunCheck("predictions", reconcile_prediction_counts(results[i], counts)),
                 RunCheck("requests", request_suites[i]),
                 RunCheck(
-                    "reconstructed_artifacts", source_files_outcome(records.run_dir, reconstruction)
+                    "reconstructed_artifacts",
+                    source_files_outcome(records.run_dir, run.reconstruction),
                 ),
+                RunCheck("predictions", nonfinite_outcome(run.nonfinite_metrics)),
             ]
         )
     return checks

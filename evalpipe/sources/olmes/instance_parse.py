@@ -11,7 +11,7 @@ file); `null` is SQL NULL.
 
 The lines the scanner refuses are redone with the stdlib `json` and put back in file order. It
 keeps what the scanner does not convert (a scalar that is not int/str/null, stored as its JSON
-text; a duplicate key, the last one winning) and raises the precise `DumpFormatError`
+text) and raises the precise `DumpFormatError`
 (`file:line: problem`) for what is wrong: malformed JSON, invalid UTF-8, a lone surrogate in a
 text, an integer literal too long for Python's `int`, a non-object row, a missing, non-integer or
 non-int64 `doc_id`. That path writes nested values back compactly, non-ASCII unescaped.

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from evalpipe.core.jsonl import DumpFormatError
 from evalpipe.sources.olmes.instance_parse import ChunkJob, ChunkResult, run_job
@@ -79,6 +80,8 @@ class InstanceIngestReport:
     workers: int
     row_task_name_mismatches: int
     findings: list[Finding] = field(default_factory=list)
+    nonfinite_metrics: dict[str, int] = field(default_factory=dict)
+    """Task name → predictions rows whose metrics hold NaN or Infinity."""
 
     @property
     def table_rows(self) -> dict[str, int]:
@@ -232,6 +235,7 @@ class _FileTally:
     rows: int = 0
     mismatches: int = 0
     mismatch_example: str | None = None
+    nonfinite: int = 0
 
     def add(self, job: ChunkJob, outcome: Outcome) -> ChunkResult:
         if isinstance(outcome, DumpFormatError):
@@ -241,6 +245,8 @@ class _FileTally:
         self.rows += sum(b.num_rows for b in outcome.batches)
         self.mismatches += outcome.mismatches
         self.mismatch_example = self.mismatch_example or outcome.mismatch_example
+        if job.table == "predictions":
+            self.nonfinite += sum(nonfinite_rows(b.column("metrics")) for b in outcome.batches)
         self.chunks_left -= 1
         return outcome
 
@@ -251,6 +257,16 @@ class _FileTally:
             f"{self.mismatches} rows name task {self.mismatch_example!r}; "
             f"stored under the file's task {self.source.task_name!r}",
         )
+
+
+NONFINITE = r"(?:^|[\[:,]\s*)-?(?:NaN|Infinity)\b"
+"""A bare NaN or (-)Infinity token in JSON text (Python's json writes them; strict JSON has none),
+not inside a string: it follows `[`, `:` or `,`."""
+
+
+def nonfinite_rows(metrics: pa.Array) -> int:
+    """Rows whose metrics JSON holds NaN or Infinity (counted in Arrow, without parsing)."""
+    return pc.sum(pc.match_substring_regex(metrics, NONFINITE)).as_py() or 0
 
 
 def default_workers() -> int:
@@ -346,6 +362,9 @@ def write_instances(
         workers=workers,
         row_task_name_mismatches=sum(t.mismatches for t in tallies.values()),
         findings=findings,
+        nonfinite_metrics={
+            t.source.task_name: t.nonfinite for t in tallies.values() if t.nonfinite
+        },
     )
     say(f"{run_id}: {report.table_rows} rows in {report.seconds:.1f} s")
     return report

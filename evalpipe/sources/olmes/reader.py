@@ -18,7 +18,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from evalpipe.core.inventory import RootScan, RunInventory, RunScan, stat_files
-from evalpipe.core.jsonl import DumpFormatError, count_lines, iter_jsonl
+from evalpipe.core.jsonl import (
+    DumpFormatError,
+    DuplicateKeyError,
+    count_lines,
+    iter_jsonl,
+    loads_strict,
+)
 
 SOURCE_NAME = "olmes"
 """The `runs.source` value, asset key prefix and partition set prefix of this source."""
@@ -303,9 +309,11 @@ def _read_bytes(path: Path) -> bytes:
 
 def _decode_whole(path: Path, raw: bytes) -> Any:
     try:
-        return json.loads(raw.decode("utf-8"))
+        return loads_strict(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise DumpFormatError(path, 1, f"invalid UTF-8 at byte {exc.start}") from exc
+    except DuplicateKeyError as exc:
+        raise DumpFormatError(path, None, f"duplicate key {exc.args[0]!r}; refused") from exc
     except json.JSONDecodeError as exc:
         raise DumpFormatError(
             path, exc.lineno, f"malformed JSON at column {exc.colno}: {exc.msg}"

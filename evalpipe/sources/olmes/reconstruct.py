@@ -22,8 +22,11 @@ CONFIG_INDENT = 2
 
 
 def task_file_name(task_idx: int, task_name: str, kind: str) -> str:
-    """oe-eval's `task_file_name`: `task-{idx:03d}-{task_name}-{kind}`."""
-    return f"task-{task_idx:03d}-{task_name}-{kind}"
+    """oe-eval's `task_file_name`: `task-{idx:03d}-{task_name}-{kind}`, with `%`, `/` and NUL
+    in the task name percent-encoded so that any name (`a/../b` included) stays one file
+    inside the run's directory."""
+    safe = task_name.replace("%", "%25").replace("/", "%2F").replace("\0", "%00")
+    return f"task-{task_idx:03d}-{safe}-{kind}"
 
 
 def config_bytes(record: TaskRecord) -> bytes:

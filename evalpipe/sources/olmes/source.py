@@ -34,7 +34,12 @@ from evalpipe.results.status import (
 )
 from evalpipe.results.suites import load_suites
 from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset
-from evalpipe.sources.olmes.checks import PER_RUN_CHECKS, evaluate_runs, lean_reader
+from evalpipe.sources.olmes.checks import (
+    PER_RUN_CHECKS,
+    RunToCheck,
+    evaluate_runs,
+    lean_reader,
+)
 from evalpipe.sources.olmes.instances import (
     DEFAULT_BATCH_ROWS,
     TABLES,
@@ -129,6 +134,8 @@ CHECK_DESCRIPTIONS = {
     "columns and types, non-null keys, one row per (task, doc_id, idx).",
     "source_task_files_match_metrics_all": "The dump's own per-task -metrics.json and "
     "-config.json agree with metrics-all.jsonl (informational).",
+    "instance_metrics_are_finite": "No predictions row has NaN or Infinity in its per-instance "
+    "metrics (informational: counted per task; strict JSON readers reject them).",
 }
 
 
@@ -242,7 +249,16 @@ def _check_and_commit(
     started = time.perf_counter()
     try:
         checks = evaluate_runs(
-            [(r.records, r.reconstruction, lean_reader(r.staged)) for r in group], suites
+            [
+                RunToCheck(
+                    r.records,
+                    r.reconstruction,
+                    lean_reader(r.staged),
+                    r.instances.nonfinite_metrics,
+                )
+                for r in group
+            ],
+            suites,
         )
     except Exception as exc:
         for run in group:

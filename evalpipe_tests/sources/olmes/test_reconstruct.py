@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from evalpipe.sources.olmes.reader import read_run
-from evalpipe.sources.olmes.reconstruct import reconstruct_run
+from evalpipe.sources.olmes.reconstruct import reconstruct_run, task_file_name
 from evalpipe_tests.conftest import is_old_format, run_dirs_where
 
 
@@ -72,3 +72,9 @@ def test_reconstruction_replaces_the_previous_output_whole(dumps: Path, tmp_path
     report = reconstruct_run(read_run(run_dir), target)
     assert sorted(p.name for p in target.iterdir()) == sorted(report.written)
     assert [p.name for p in tmp_path.iterdir() if p.name != "dumps"] == ["out"]
+
+
+def test_task_names_with_slashes_or_dots_are_written_inside_the_run_directory() -> None:
+    name = task_file_name(3, "../../etc/evil/..", "metrics.json")
+    assert "/" not in name and name == "task-003-..%2F..%2Fetc%2Fevil%2F..-metrics.json"
+    assert task_file_name(1, "100%/x", "config.json") == "task-001-100%25%2Fx-config.json"
