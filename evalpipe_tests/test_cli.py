@@ -3,6 +3,9 @@
 import csv
 import io
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -106,3 +109,17 @@ def test_sql_errors_and_missing_warehouse_are_clear(env: Settings, capsys) -> No
 def test_ingest_with_a_missing_dumps_root_says_so(env: Settings, capsys, tmp_path: Path) -> None:
     assert main(["ingest", "--dumps", str(tmp_path / "nowhere")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_version_names_the_instance_scanner_in_use() -> None:
+    """The scanner is chosen at import, so each choice is a fresh process, as a user runs it."""
+    for choice in ("c", "python"):
+        done = subprocess.run(
+            [sys.executable, "-m", "evalpipe.cli", "--version"],
+            env={**os.environ, "EVALPIPE_SCANNER": choice},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.endswith(f"(instance scanner: {choice})\n")

@@ -21,10 +21,30 @@ AREAS = (ingest, checks, query, snapshots)
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evalpipe", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--version",
+        action=VersionAction,
+        help="the version and which instance-line scanner (C or pure Python) this install uses",
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for area in AREAS:
         area.register(sub)
     return parser
+
+
+class VersionAction(argparse.Action):
+    """`--version`, resolved only when asked (finding the scanner imports pyarrow)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib.metadata import version
+
+        from evalpipe.sources.olmes.scanner import scanner_implementation
+
+        scanner = scanner_implementation()
+        parser.exit(message=f"evalpipe {version('evalpipe')} (instance scanner: {scanner})\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
