@@ -44,7 +44,8 @@ class VersionAction(argparse.Action):
         from evalpipe.sources.olmes.scanner import scanner_implementation
 
         scanner = scanner_implementation()
-        parser.exit(message=f"evalpipe {version('evalpipe')} (instance scanner: {scanner})\n")
+        print(f"evalpipe {version('evalpipe')} (instance scanner: {scanner})")
+        parser.exit()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
