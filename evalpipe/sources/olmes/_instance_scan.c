@@ -13,9 +13,11 @@
  *   task   a string compared with the file's task name (rows that differ are counted)
  *
  * A line it cannot vouch for (malformed, or valid JSON this fast path does not convert: a
- * non-object row, a float or bool where text is wanted, a missing or non-int64 integer, a
- * duplicate or escaped key, a lone surrogate in a text, deep nesting, an integer literal longer
- * than Python's `sys.get_int_max_str_digits()`, which the stdlib cannot read) is refused: reported with
+ * non-object row, a float or bool where text is wanted, a missing or non-int64 integer, an
+ * escaped key in the row object, a lone surrogate in a text or a key, deep nesting; or JSON the
+ * stdlib path rejects: a key twice in one object, at any depth and however escaped, or an integer
+ * literal longer than Python's `sys.get_int_max_str_digits()`; or an object of more than MAX_KEYS
+ * keys, which would make the duplicate check slow) is refused: reported with
  * its byte range, line number and the row position it belongs at, for the caller to redo with the
  * stdlib `json`, which either converts it or raises the precise `file:line: problem` error.
  * Blank lines are skipped but counted. One pass over the data, whatever it holds.
@@ -32,6 +34,7 @@
 
 #define MAX_FIELDS 16
 #define MAX_DEPTH 200
+#define MAX_KEYS 1024 /* keys of one object checked for duplicates; an object with more is refused */
 
 enum kind { K_INT, K_TEXT, K_JSON, K_TASK };
 enum vtype { V_ABSENT, V_STRING, V_INT, V_NULL, V_OTHER };
@@ -62,8 +65,25 @@ typedef struct {
     int n_fields, n_ints, n_texts;
     const char *expected;
     Py_ssize_t expected_len;
-    Py_ssize_t max_digits; /* the longest integer literal Python reads; 0: no limit */
 } Spec;
+
+typedef struct {
+    const uint8_t *text; /* the key's unescaped UTF-8 */
+    Py_ssize_t len;
+    uint64_t hash;
+} Key;
+
+/* A line's scan state besides the line: the keys of the objects open around the current point
+ * (innermost last), to find a duplicate, and room where escaped keys are unescaped. Reset per
+ * line; the memory is kept for the call. */
+typedef struct {
+    Py_ssize_t max_digits; /* the longest integer literal Python reads; 0: no limit */
+    Key *keys;
+    Py_ssize_t n_keys, capacity;
+    uint8_t *unescaped; /* made at the first escaped key: as long as the data, a line's bound */
+    Py_ssize_t unescaped_len, unescaped_size;
+    int out_of_memory;
+} Ctx;
 
 static inline const uint8_t *skip_ws(const uint8_t *p, const uint8_t *e) {
     while (p < e && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) p++;
@@ -187,37 +207,87 @@ static const uint8_t *scan_literal(const uint8_t *p, const uint8_t *e, const cha
     return (e - p >= n && memcmp(p, word, n) == 0) ? p + n : NULL;
 }
 
+static Py_ssize_t unescape(const uint8_t *s, const uint8_t *e, uint8_t *out);
+
+static uint64_t fnv1a(const uint8_t *p, Py_ssize_t n) {
+    uint64_t hash = 14695981039346656037ULL;
+    for (Py_ssize_t i = 0; i < n; i++) hash = (hash ^ p[i]) * 1099511628211ULL;
+    return hash;
+}
+
+/* Record the key [s, e) (a validated string literal, `escaped` if it has escapes) of the object
+ * whose keys start at `base`; 0 if the line is refused: a duplicate (compared unescaped, as the
+ * stdlib compares them), a lone surrogate, more than MAX_KEYS keys, or no memory. */
+static int add_key(Ctx *ctx, Py_ssize_t base, const uint8_t *s, const uint8_t *e, int escaped) {
+    if (ctx->n_keys - base >= MAX_KEYS) return 0;
+    const uint8_t *text = s + 1;
+    Py_ssize_t len = e - s - 2;
+    if (escaped) {
+        if (!ctx->unescaped && !(ctx->unescaped = PyMem_RawMalloc(ctx->unescaped_size + 1))) {
+            ctx->out_of_memory = 1;
+            return 0;
+        }
+        uint8_t *out = ctx->unescaped + ctx->unescaped_len;
+        if ((len = unescape(s, e, out)) < 0) return 0;
+        ctx->unescaped_len += len;
+        text = out;
+    }
+    uint64_t hash = fnv1a(text, len);
+    for (Py_ssize_t i = base; i < ctx->n_keys; i++) {
+        const Key *key = &ctx->keys[i];
+        if (key->hash == hash && key->len == len && memcmp(key->text, text, len) == 0) return 0;
+    }
+    if (ctx->n_keys == ctx->capacity) {
+        Py_ssize_t capacity = ctx->capacity ? 2 * ctx->capacity : 64;
+        Key *grown = PyMem_RawRealloc(ctx->keys, capacity * sizeof(Key));
+        if (!grown) {
+            ctx->out_of_memory = 1;
+            return 0;
+        }
+        ctx->keys = grown;
+        ctx->capacity = capacity;
+    }
+    ctx->keys[ctx->n_keys++] = (Key){text, len, hash};
+    return 1;
+}
+
 /* p at a value's first byte; returns just after the value, NULL if it is not valid JSON. */
-static const uint8_t *scan_value(const uint8_t *p, const uint8_t *e, int depth,
-                                 Py_ssize_t max_digits) {
+static const uint8_t *scan_value(const uint8_t *p, const uint8_t *e, int depth, Ctx *ctx) {
     int flag = 0;
     if (p >= e) return NULL;
     switch (*p) {
     case '"':
         return scan_string(p, e, &flag);
-    case '{':
+    case '{': {
         if (depth >= MAX_DEPTH) return NULL;
+        Py_ssize_t base = ctx->n_keys;
         p = skip_ws(p + 1, e);
         if (p < e && *p == '}') return p + 1;
         for (;;) {
             if (p >= e || *p != '"') return NULL;
-            if (!(p = scan_string(p, e, &flag))) return NULL;
+            const uint8_t *key = p;
+            flag = 0;
+            if (!(p = scan_string(p, e, &flag)) || !add_key(ctx, base, key, p, flag)) return NULL;
             p = skip_ws(p, e);
             if (p >= e || *p != ':') return NULL;
             p = skip_ws(p + 1, e);
-            if (!(p = scan_value(p, e, depth + 1, max_digits))) return NULL;
+            if (!(p = scan_value(p, e, depth + 1, ctx))) return NULL;
             p = skip_ws(p, e);
             if (p >= e) return NULL;
-            if (*p == '}') return p + 1;
+            if (*p == '}') {
+                ctx->n_keys = base;
+                return p + 1;
+            }
             if (*p != ',') return NULL;
             p = skip_ws(p + 1, e);
         }
+    }
     case '[':
         if (depth >= MAX_DEPTH) return NULL;
         p = skip_ws(p + 1, e);
         if (p < e && *p == ']') return p + 1;
         for (;;) {
-            if (!(p = scan_value(p, e, depth + 1, max_digits))) return NULL;
+            if (!(p = scan_value(p, e, depth + 1, ctx))) return NULL;
             p = skip_ws(p, e);
             if (p >= e) return NULL;
             if (*p == ']') return p + 1;
@@ -236,9 +306,9 @@ static const uint8_t *scan_value(const uint8_t *p, const uint8_t *e, int depth,
         return scan_literal(p, e, "Infinity", 8);
     case '-':
         if (e - p > 1 && p[1] == 'I') return scan_literal(p, e, "-Infinity", 9);
-        return scan_number(p, e, max_digits, &flag);
+        return scan_number(p, e, ctx->max_digits, &flag);
     default:
-        return scan_number(p, e, max_digits, &flag);
+        return scan_number(p, e, ctx->max_digits, &flag);
     }
 }
 
@@ -250,7 +320,7 @@ static int find_field(const Spec *spec, const uint8_t *name, Py_ssize_t len) {
 
 /* One line [p, e) that is not blank: 1 and the wanted values' spans if it is a JSON object this
  * path can convert, else 0. */
-static int scan_row(const uint8_t *p, const uint8_t *e, const Spec *spec, Span *spans) {
+static int scan_row(const uint8_t *p, const uint8_t *e, const Spec *spec, Ctx *ctx, Span *spans) {
     for (int i = 0; i < spec->n_fields; i++) spans[i].type = V_ABSENT;
     p = skip_ws(p, e);
     if (p >= e || *p != '{') return 0;
@@ -264,6 +334,7 @@ static int scan_row(const uint8_t *p, const uint8_t *e, const Spec *spec, Span *
             const uint8_t *key = p + 1;
             if (!(p = scan_string(p, e, &escaped))) return 0;
             if (escaped) return 0; /* an escaped key might spell a wanted one */
+            if (!add_key(ctx, 0, key - 1, p, 0)) return 0;
             int field = find_field(spec, key, p - 1 - key);
             p = skip_ws(p, e);
             if (p >= e || *p != ':') return 0;
@@ -271,23 +342,22 @@ static int scan_row(const uint8_t *p, const uint8_t *e, const Spec *spec, Span *
             if (p >= e) return 0;
             const uint8_t *value = p;
             if (field < 0) {
-                if (!(p = scan_value(p, e, 1, spec->max_digits))) return 0;
+                if (!(p = scan_value(p, e, 1, ctx))) return 0;
             } else {
                 Span *span = &spans[field];
-                if (span->type != V_ABSENT) return 0; /* duplicate key: the stdlib keeps the last */
                 span->escaped = 0;
                 if (*p == '"') {
                     span->type = V_STRING;
                     p = scan_string(p, e, &span->escaped);
                 } else if ((*p == '-' && !(e - p > 1 && p[1] == 'I')) || is_digit(*p)) {
-                    p = scan_number(p, e, spec->max_digits, &is_int);
+                    p = scan_number(p, e, ctx->max_digits, &is_int);
                     span->type = is_int ? V_INT : V_OTHER;
                 } else if (*p == 'n') {
                     span->type = V_NULL;
                     p = scan_literal(p, e, "null", 4);
                 } else {
                     span->type = V_OTHER;
-                    p = scan_value(p, e, 1, spec->max_digits);
+                    p = scan_value(p, e, 1, ctx);
                 }
                 if (!p) return 0;
                 span->start = value;
@@ -414,6 +484,7 @@ typedef struct {
     uint8_t *scratch; /* a row's task name */
     const uint8_t *example;
     Py_ssize_t example_len;
+    Ctx ctx;
 } Scan;
 
 static void rollback(Scan *scan, int n_texts, Py_ssize_t row) {
@@ -497,9 +568,14 @@ static void scan_lines(Scan *scan, const Spec *spec) {
     for (const uint8_t *line = scan->data; line < end;) {
         const uint8_t *newline = memchr(line, '\n', end - line);
         const uint8_t *line_end = newline ? newline : end;
+        scan->ctx.n_keys = scan->ctx.unescaped_len = 0;
         if (!is_blank(line, line_end) &&
-            !(scan_row(line, line_end, spec, spans) && append_row(scan, spec, spans)) &&
+            !(scan_row(line, line_end, spec, &scan->ctx, spans) && append_row(scan, spec, spans)) &&
             !refuse(scan, line - scan->data, line_end - scan->data)) {
+            scan->out_of_memory = 1;
+            return;
+        }
+        if (scan->ctx.out_of_memory) {
             scan->out_of_memory = 1;
             return;
         }
@@ -583,7 +659,8 @@ static PyObject *scan_rows(PyObject *self, PyObject *args) {
         goto done;
     if (task_key != Py_None && add_field(&spec, task_key, K_TASK, 0) < 0) goto done;
     if (!(spec.expected = PyUnicode_AsUTF8AndSize(expected, &spec.expected_len))) goto done;
-    if (int_max_digits(&spec.max_digits) < 0) goto done;
+    if (int_max_digits(&scan.ctx.max_digits) < 0) goto done;
+    scan.ctx.unescaped_size = buffer.len;
 
     scan.data = (const uint8_t *)buffer.buf;
     scan.size = buffer.len;
@@ -656,6 +733,8 @@ done:
     Py_XDECREF(refused);
     PyMem_Free(scan.scratch);
     PyMem_RawFree(scan.refused);
+    PyMem_RawFree(scan.ctx.keys);
+    PyMem_RawFree(scan.ctx.unescaped);
     PyBuffer_Release(&buffer);
     return result;
 }

@@ -10,8 +10,9 @@ byte and the fuzz target does so on every input.
 The stdlib does the reading: a line is decoded as strict UTF-8, the row object is walked key by key
 with `re`, and each value is read by `json`'s C scanner, which says where the value ends, so a
 nested value's source text is a slice of the line. What the C scanner refuses beyond invalid JSON
-is refused here too: an escaped key, a wanted key twice, nesting deeper than `MAX_DEPTH`, a text
-that UTF-8 cannot hold. An integer literal too long for Python's `int` fails `json` itself.
+is refused here too: an escaped key in the row object, a key twice in any object, an object of
+more than `MAX_KEYS` keys, nesting deeper than `MAX_DEPTH`, a text or key that UTF-8 cannot hold.
+An integer literal too long for Python's `int` fails `json` itself.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import numpy as np
 
 INT64_MIN, INT64_MAX = -(1 << 63), (1 << 63) - 1
 MAX_DEPTH = 200  # `_instance_scan.c`'s MAX_DEPTH, counting the row object as 1
+MAX_KEYS = 1024  # `_instance_scan.c`'s MAX_KEYS: an object with more keys is refused
 K_INT, K_TEXT, K_JSON, K_TASK = range(4)
 
 _OPEN = re.compile(r"[ \t\n\r]*\{[ \t\n\r]*")
@@ -47,21 +49,35 @@ ScanResult = tuple[int, int, list[bytes], list[TextColumn], int, str | None, lis
 """(lines, rows, int_columns, text_columns, mismatches, example, refused): see `scan_rows`."""
 
 
+def _checked_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A nested object as `json` reads it; ValueError (the line is refused) for a key twice, too
+    many keys or a key that UTF-8 cannot hold (a lone surrogate)."""
+    value = dict(pairs)
+    if len(value) != len(pairs) or len(pairs) > MAX_KEYS:
+        raise ValueError("a duplicate key, or too many keys")
+    keys = "".join(value)
+    if not keys.isascii():
+        keys.encode()  # UnicodeEncodeError is a ValueError
+    return value
+
+
 def _row_values(text: str, fields: dict[str, int], scan_once: ScanOnce) -> dict[int, Value] | None:
     """The wanted values of a row object by field, or None if the line is not an object the C
-    scanner reads: malformed, an escaped key, a wanted key twice."""
+    scanner reads: malformed, an escaped key, a key twice, too many keys."""
     opening = _OPEN.match(text)
     if opening is None:
         return None
     at = opening.end()
     found: dict[int, Value] = {}
+    keys: set[str] = set()
     if text.startswith("}", at):
         at += 1
     else:
         while True:
             key = _KEY.match(text, at)
-            if key is None:
+            if key is None or key.group(1) in keys or len(keys) >= MAX_KEYS:
                 return None
+            keys.add(key.group(1))
             start = key.end()
             try:
                 value, at = scan_once(text, start)
@@ -69,8 +85,6 @@ def _row_values(text: str, fields: dict[str, int], scan_once: ScanOnce) -> dict[
                 return None  # ValueError: malformed, or an integer too long for `int`
             field = fields.get(key.group(1))
             if field is not None:
-                if field in found:
-                    return None  # the stdlib keeps the last one: its path decides
                 found[field] = (value, start, at)
             after = _NEXT.match(text, at)
             if after is None:
@@ -166,7 +180,8 @@ def scan_rows(
     for field, (name, _) in enumerate(spec):
         name.encode()  # as in the C scanner, a name UTF-8 cannot hold is an error
         fields.setdefault(name, field)  # a repeated name: the first field gets the value
-    scan_once = json.JSONDecoder().scan_once  # one per call: its key memo is not shared
+    # one per call: its key memo is not shared between threads
+    scan_once = json.JSONDecoder(object_pairs_hook=_checked_object).scan_once
     lines = data.split(b"\n")
     if not lines[-1]:
         lines.pop()  # the empty rest after a final newline is no line

@@ -20,6 +20,7 @@ from evalpipe.sources.olmes.instance_parse import (
 from evalpipe.sources.olmes.scanner import ScanRows
 
 DIGITS = sys.get_int_max_str_digits()  # the longest integer literal Python's `int` reads
+KEYS_TOO_MANY = ", ".join(f'"k{i}": {i}' for i in range(1025)).encode()  # MAX_KEYS + 1
 TABLE = "requests"  # every kind of column: ints, texts, JSON text, the row's own task name
 SHAPE = SHAPES[TABLE]
 JOB = ChunkJob("dump/task-000-t-requests.jsonl", 0, 0, TABLE, "t", "run")
@@ -93,6 +94,8 @@ VALID_LINES = [
     line_of(doc={"nan": float("nan"), "inf": [float("inf"), float("-inf")]}),
     b'  {"doc_id":1,"idx":2}\r',
     b'{"doc_id": 1, "idx": 2, "native_id": "\\" \\\\ \\/ \\b \\f \\n \\r \\t"}',
+    b'{"doc_id": 1, "idx": 2, "doc": {"k\\u0065y": 1, "kez": 2, "k\\n": 3, "k\\\\n": 4}}',
+    b'{"doc_id": 1, "idx": 2, "doc": [{"a": 1}, {"a": 2}], "request": {"a": {"a": 1}}}',
 ]
 
 
@@ -136,6 +139,11 @@ REFUSED_LINES = [
     (b'{"idx": 0}', "missing doc_id"),
     (b'{"doc_id": 9223372036854775808, "idx": 0}', "doc_id beyond int64"),
     (b'{"doc_id": 1, "doc_id": 2, "idx": 0}', "duplicate key"),
+    (b'{"doc_id": 1, "idx": 0, "junk": 1, "junk": 2}', "duplicate unwanted key"),
+    (b'{"doc_id": 1, "idx": 0, "doc": {"a": {"b": 1, "b": 2}}}', "duplicate nested key"),
+    (b'{"doc_id": 1, "idx": 0, "doc": {"a": 1, "\\u0061": 2}}', "duplicate once unescaped"),
+    (b'{"doc_id": 1, "idx": 0, "doc": {"\\ud800": 1}}', "lone surrogate key"),
+    (b'{"doc_id": 1, "idx": 0, "doc": {' + KEYS_TOO_MANY + b"}}", "too many keys"),
     (b'{"doc\\u005fid": 1, "idx": 0}', "escaped key"),
     (b'{"doc_id": 1, "idx": 0, "task_name": 3}', "non-string task name"),
     (b'{"doc_id": 1, "idx": 0, "doc": ' + b"[" * 300 + b"]" * 300 + b"}", "deep nesting"),
@@ -233,6 +241,15 @@ def test_an_integer_too_long_for_python_is_a_format_error_naming_its_line() -> N
     """The stdlib cannot read it, so no scanner vouches for it and the run fails precisely."""
     data = line_of(doc_id=1) + b'\n{"doc_id": 2, "idx": 0, "doc": ' + b"1" * (DIGITS + 1) + b"}\n"
     with pytest.raises(DumpFormatError, match="unreadable JSON number") as error:
+        parse_chunk(data, JOB)
+    assert error.value.line == 2
+
+
+@pytest.mark.usefixtures("scanner")
+def test_a_duplicate_key_at_any_depth_is_a_format_error_naming_its_line() -> None:
+    """The stdlib path refuses duplicate keys, so no scanner may take such a line."""
+    data = line_of(doc_id=1) + b'\n{"doc_id": 2, "idx": 0, "doc": [{"q": 1, "\\u0071": 2}]}\n'
+    with pytest.raises(DumpFormatError, match="duplicate key 'q'") as error:
         parse_chunk(data, JOB)
     assert error.value.line == 2
 
