@@ -13,6 +13,7 @@ for its own partition, and fails at the end naming every bad run with its `file:
 
 import hashlib
 import json
+import logging
 import time
 import warnings
 from collections.abc import Iterable, Sequence
@@ -33,6 +34,9 @@ from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.sources.base import CheckSpec, RunResult, Source
 
 RUN_STATUS = "run_status"
+FILE_PROGRESS = logging.getLogger("evalpipe.ingest")
+"""Per-file progress inside a run goes to Python logging, not the Dagster event log: each Dagster
+log line is a stored event (milliseconds each on SQLite), and a run has hundreds of files."""
 BATCH_TAG = "evalpipe/batch"
 MAX_BATCH = 1000
 """Runs per Dagster run at most: a batch's progress stays readable and a failure re-runs less."""
@@ -164,7 +168,7 @@ def build_source_defs(source: Source) -> SourceDefs:
                 failures.append((run_id, _fail(context, source, run_id, "", exc)))
         fingerprints = {s.run_id: s.inventory.fingerprint for s in scans}
         for done, (run_id, outcome) in enumerate(
-            source.ingest(scans, settings, progress=context.log.debug), len(failures) + 1
+            source.ingest(scans, settings, progress=FILE_PROGRESS.debug), len(failures) + 1
         ):
             if isinstance(outcome, Exception):
                 message = _fail(context, source, run_id, fingerprints[run_id], outcome)
