@@ -2,6 +2,12 @@
 good, bad, emptied, shrunken, quarantined and hostile new versions of a run."""
 
 import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -151,3 +157,47 @@ def test_a_symlink_out_of_the_dumps_root_fails_the_run_unread(
     assert isinstance(outcome, DumpFormatError) and "outside" in str(outcome)
     lake = Lake(settings.lake)
     assert "root:x" not in lake.read_all("predictions").to_pandas().to_string()
+
+
+REINGEST = """
+import sys
+from pathlib import Path
+from evalpipe.core.config import load_settings
+from evalpipe.sources.olmes.source import OLMES
+
+settings = load_settings({"EVALPIPE_HOME": sys.argv[1], "EVALPIPE_DUMPS": sys.argv[2]})
+scans = [s for s in OLMES.scan(settings.dumps).runs if s.run_id == sys.argv[3]]
+print("ready", flush=True)
+while True:
+    for _ in OLMES.ingest(scans, settings, progress=lambda _: None):
+        pass
+"""
+
+
+def test_kill_9_at_random_points_of_a_reingest_never_leaves_two_versions_visible(
+    settings: Settings, run_dir: Path
+) -> None:
+    lake = Lake(settings.lake)
+    run_id = run_id_for(settings.dumps, run_dir)
+    v1 = scores(settings, run_dir)
+    rewrite(run_dir, lambda r: {**r, "metrics": {**r["metrics"], "primary_score": 0.25}})
+    rng = random.Random(3)
+    for _ in range(6):
+        writer = subprocess.Popen(
+            [sys.executable, "-c", REINGEST, str(settings.home), str(settings.dumps), run_id],
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert writer.stdout.readline() == "ready\n"
+        time.sleep(rng.random() * 1.5)
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+        record = lake.record(run_id)
+        data = {t: Path(f).stem for t, f in record["tables"].items() if t != "run_status"}
+        assert len(set(data.values())) == 1, f"tables from two versions: {data}"
+        assert scores(settings, run_dir) in (
+            v1,
+            {t: 0.25 if s is not None else None for t, s in v1.items()},
+        )
