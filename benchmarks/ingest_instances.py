@@ -36,33 +36,14 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _measure import TABLE_KINDS, TreeRss, baseline_copy, read_json_source, sql_text
+
 ROOT = Path(__file__).resolve().parent.parent
 INSTANCES_PER_GB = 15_000  # a runs=1, tasks=10 sample run of 15000 instances is 1.04 GB
-TABLE_KINDS = {
-    "predictions": "predictions.jsonl",
-    "requests": "requests.jsonl",
-    "recorded_inputs": "recorded-inputs.jsonl",
-}
-BASELINE_SELECT = {
-    "predictions": (
-        "regexp_extract(filename, 'task-[0-9]+-(.*)-predictions[.]jsonl$', 1) AS task_name, "
-        "doc_id, native_id::VARCHAR AS native_id, label::VARCHAR AS label, task_hash, "
-        "model_hash, to_json(metrics) AS metrics, to_json(model_output) AS model_output"
-    ),
-    "requests": (
-        "task_name, doc_id, native_id::VARCHAR AS native_id, label::VARCHAR AS label, "
-        "request_type, idx, to_json(doc) AS doc, to_json(request) AS request"
-    ),
-    "recorded_inputs": (
-        "task_name, doc_id, native_id::VARCHAR AS native_id, label::VARCHAR AS label, "
-        "to_json(doc) AS doc, to_json(requests) AS requests"
-    ),
-}
 RUN_ID = "bench/_eval_results/run"
 
 
@@ -98,10 +79,6 @@ def run_evalpipe(run_dir: Path, out: Path) -> dict[str, float]:
     return _timed(lambda: ingest_instances(RUN_ID, run_dir, Lake(out)).workers)
 
 
-def _sql_text(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def run_baseline(run_dir: Path, out: Path) -> dict[str, float]:
     import duckdb
 
@@ -111,78 +88,15 @@ def run_baseline(run_dir: Path, out: Path) -> dict[str, float]:
     def work() -> int:
         for table, kind in TABLE_KINDS.items():
             files = sorted(str(p) for p in run_dir.glob(f"task-*-{kind}"))
-            filename = ", filename=true" if table == "predictions" else ""  # rows lack task_name
-            source = (
-                f"read_json([{', '.join(map(_sql_text, files))}], format='newline_delimited', "
-                f"union_by_name=true, sample_size=-1{filename})"
-            )
-            query = f"SELECT {_sql_text(RUN_ID)} AS run_id, {BASELINE_SELECT[table]} FROM {source}"
-            target = _sql_text(str(out / f"{table}.parquet"))
-            con.execute(f"COPY ({query}) TO {target} (FORMAT parquet)")
+            # prediction rows lack task_name: it comes from the file name
+            source = read_json_source(files, filename=table == "predictions")
+            baseline_copy(con, table, sql_text(RUN_ID), source, out / f"{table}.parquet")
         return 0
 
     return _timed(work)
 
 
 # --- in the driving process --------------------------------------------------------------------
-
-
-class TreeRss:
-    """Samples the summed VmRSS of a process and its descendants in a background thread."""
-
-    def __init__(self, pid: int, interval: float = 0.02) -> None:
-        self.pid = pid
-        self.interval = interval
-        self.peak_kb = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def __enter__(self) -> TreeRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-    def _run(self) -> None:
-        tree = {self.pid}
-        last_scan = 0.0
-        while not self._stop.is_set():
-            now = time.monotonic()
-            if now - last_scan > 0.25:  # new descendants appear rarely: rescan /proc sparingly
-                tree = _descendants(self.pid)
-                last_scan = now
-            self.peak_kb = max(self.peak_kb, sum(_rss_kb(pid) for pid in tree))
-            self._stop.wait(self.interval)
-
-
-def _descendants(root: int) -> set[int]:
-    parents: dict[int, int] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                stat = Path(f"/proc/{entry}/stat").read_text()
-            except OSError:
-                continue
-            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
-    tree = {root}
-    grew = True
-    while grew:
-        found = {pid for pid, parent in parents.items() if parent in tree} - tree
-        tree |= found
-        grew = bool(found)
-    return tree
-
-
-def _rss_kb(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
 
 
 def measure(contender: str, run_dir: Path, out: Path) -> dict[str, float]:
