@@ -25,7 +25,7 @@ from evalpipe.core.output import FORMATS, render
 from evalpipe.results import comparison
 from evalpipe.results.suites import load_suites
 from evalpipe.storage.lake import Lake
-from evalpipe.storage.warehouse import connect_read_only, query
+from evalpipe.storage.warehouse import ReadOnlyViolation, connect_read_only, query
 
 RUNS_SQL = r"""
 SELECT run_id, model, revision, status, n_tasks, n_aggregates, ingested_at FROM runs
@@ -136,7 +136,14 @@ def _positive(text: str) -> int:
 
 
 def cmd_sql(args: argparse.Namespace) -> int:
-    print(render(*query(load_settings().warehouse, args.query), args.format))
+    """Queries only, reading only the lake: a statement that would write a file or table,
+    change a setting or load an extension, or a read outside the lake, exits 2 unrun."""
+    settings = load_settings()
+    try:
+        result = query(settings.warehouse, args.query, lake=settings.lake)
+    except ReadOnlyViolation as exc:
+        raise ReadOnlyViolation(f"evalpipe sql is read-only: {exc}") from exc
+    print(render(*result, args.format))
     return 0
 
 

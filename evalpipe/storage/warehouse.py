@@ -7,6 +7,8 @@ single DuckDB writer.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -103,20 +105,145 @@ class WarehouseMissing(FileNotFoundError):
     pass
 
 
-def connect_read_only(path: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection; a clear error when nothing has been ingested yet."""
+class ReadOnlyViolation(ValueError):
+    """A statement refused on a read-only connection: it would write a file or table, change a
+    setting, load an extension, or read a file outside the lake."""
+
+
+LOCKED_SETTINGS = (
+    # Order matters: allowed_directories can only be set while external access is still on, and
+    # nothing can be set once the configuration is locked.
+    "enable_external_access = false",
+    "autoinstall_known_extensions = false",
+    "autoload_known_extensions = false",
+    "allow_community_extensions = false",
+    "allow_persistent_secrets = false",
+    "lock_configuration = true",
+)
+"""What `connect_read_only` sets after `allowed_directories`. With external access off DuckDB
+opens no file outside the allowed directories (its own database file and temp directory
+aside) and installs or loads no extension; the lock stops the statements it runs from turning
+any of it back on (`SET`, `RESET`, `PRAGMA`, `enable_logging()`, `enable_profiling()` ...).
+DuckDB cannot make a directory readable but not writable, so `query` also runs queries only."""
+
+QUERY_TYPES = (duckdb.StatementType.SELECT,)
+"""Statement types `query` runs, as DuckDB's parser classifies them: SELECT covers `FROM`,
+`WITH`, `VALUES`, `DESCRIBE`, `SHOW`, `SUMMARIZE` and `PIVOT ... ON col IN (...)` (without the
+`IN` list PIVOT first creates a type); EXPLAIN [ANALYZE] runs only in front of one of those."""
+
+_EXPLAIN = re.compile(r"\s*EXPLAIN(\s+ANALYZE)?\s", re.IGNORECASE)
+
+
+def default_lake_dir(warehouse: Path) -> Path:
+    """The lake beside a warehouse, as `Settings` lays out a home (`lake/`, `warehouse.duckdb`)."""
+    return warehouse.parent / "lake"
+
+
+def connect_read_only(path: Path, lake: Path | None = None) -> duckdb.DuckDBPyConnection:
+    """A read-only connection that can read files only under `lake` (default: the lake beside
+    the warehouse), with its access settings locked; a clear error when nothing has been
+    ingested yet.
+
+    DuckDB can still write inside the lake through this connection (COPY TO, EXPORT DATABASE):
+    run SQL you did not write only through `query`, which runs queries only. The settings are
+    the database instance's, which DuckDB shares with every connection this process has open
+    on the same file."""
     if not path.exists():
         raise WarehouseMissing(
             f"{path}: no warehouse yet; run `evalpipe ingest` (or `make demo`) first"
         )
-    return duckdb.connect(str(path), read_only=True)
+    con = duckdb.connect(str(path), read_only=True)
+    try:
+        _lock_down(con, lake if lake is not None else default_lake_dir(path))
+    except BaseException:
+        con.close()
+        raise
+    return con
+
+
+def _allowed_dirs(lake: Path) -> list[str]:
+    """The lake as written and as resolved (views use the path the lake was built with), each
+    with a trailing separator so a sibling such as `lake2/` is not a prefix match."""
+    return sorted({str(d).rstrip(os.sep) + os.sep for d in (lake.absolute(), lake.resolve())})
+
+
+def _lock_down(con: duckdb.DuckDBPyConnection, lake: Path) -> None:
+    allowed = _allowed_dirs(lake)
+    locked, external, current = con.execute(
+        "SELECT current_setting('lock_configuration'), "
+        "current_setting('enable_external_access'), current_setting('allowed_directories')"
+    ).fetchone()
+    if locked:
+        # DuckDB shares one database instance between the connections a process opens on the
+        # same file, so this one may already be locked down; accept it only if it is this lake's.
+        if external or not set(allowed) <= set(current):
+            raise ReadOnlyViolation(
+                f"the warehouse is already open in this process with other access settings "
+                f"(external access {external}, allowed directories {current}); "
+                f"close that connection first"
+            )
+        return
+    listed = ", ".join(sql_literal(d) for d in allowed)
+    con.execute(f"SET allowed_directories = [{listed}]")
+    for setting in LOCKED_SETTINGS:
+        con.execute(f"SET {setting}")
+
+
+def query_statements(con: duckdb.DuckDBPyConnection, sql: str) -> list[duckdb.Statement]:
+    """The statements of `sql` as DuckDB parses them, if every one is a query; else
+    `ReadOnlyViolation` naming the first that is not. `query` runs these same parsed
+    statements, so what is checked is what runs."""
+    statements = con.extract_statements(sql)
+    if not statements:
+        raise ValueError("no SQL statement given")
+    for statement in statements:
+        if not _is_query(con, statement):
+            kind = statement.type.name.replace("_", " ")
+            text = " ".join(statement.query.split())
+            text = text if len(text) <= 80 else text[:77] + "..."
+            raise ReadOnlyViolation(
+                f"only queries run (SELECT, FROM, WITH, VALUES, DESCRIBE, SHOW, SUMMARIZE, or "
+                f"EXPLAIN [ANALYZE] of one); DuckDB parses this as a {kind} statement: {text}"
+            )
+    return statements
+
+
+def _is_query(con: duckdb.DuckDBPyConnection, statement: duckdb.Statement) -> bool:
+    if statement.type in QUERY_TYPES:
+        return True
+    if statement.type != duckdb.StatementType.EXPLAIN:
+        return False
+    # EXPLAIN ANALYZE executes its statement: the rest must parse as exactly one query.
+    prefix = _EXPLAIN.match(statement.query)
+    if prefix is None:
+        return False
+    try:
+        inner = con.extract_statements(statement.query[prefix.end() :])
+    except duckdb.ParserException:
+        return False
+    return len(inner) == 1 and inner[0].type in QUERY_TYPES
 
 
 def query(
-    path: Path, sql: str, params: Sequence[Any] | None = None
+    path: Path, sql: str, params: Sequence[Any] | None = None, lake: Path | None = None
 ) -> tuple[list[str], list[tuple]]:
-    """Run a read-only query; returns column names and rows."""
-    with connect_read_only(path) as con:
-        cursor = con.execute(sql, params or [])
-        columns = [d[0] for d in cursor.description] if cursor.description else []
-        return columns, cursor.fetchall()
+    """Run read-only queries (`connect_read_only`, `query_statements`); returns the last one's
+    column names and rows. `ReadOnlyViolation` for a statement that is not a query, a read
+    outside the lake or a change to a locked setting."""
+    lake = lake if lake is not None else default_lake_dir(path)
+    with connect_read_only(path, lake) as con:
+        statements = query_statements(con, sql)
+        if params and len(statements) > 1:
+            raise ValueError("parameters need a single SQL statement")
+        try:
+            for statement in statements[:-1]:
+                con.execute(statement)
+            cursor = con.execute(statements[-1], params or [])
+            columns = [d[0] for d in cursor.description] if cursor.description else []
+            return columns, cursor.fetchall()
+        except duckdb.PermissionException as exc:
+            raise ReadOnlyViolation(f"it reads files only under the lake {lake}: {exc}") from exc
+        except duckdb.InvalidInputException as exc:
+            if "configuration has been locked" in str(exc):
+                raise ReadOnlyViolation(f"its settings are locked: {exc}") from exc
+            raise

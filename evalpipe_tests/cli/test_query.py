@@ -6,8 +6,10 @@ few rows changed and a warehouse rebuilt over the copy.
 """
 
 import csv
+import hashlib
 import io
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from datetime import datetime
@@ -24,6 +26,7 @@ from evalpipe.core.output import FORMATS
 from evalpipe.results.stats import mcnemar_exact, paired_bootstrap
 from evalpipe.results.suites import BUILTIN_SUITES
 from evalpipe.storage.lake import Lake
+from evalpipe.storage.schemas import SCHEMAS
 from evalpipe.storage.warehouse import build_warehouse, query
 
 OLMO = "2025-10-08_posttrain/_eval_results/extra/allenai_OLMo-2-1124-7B__main"
@@ -437,3 +440,120 @@ def test_a_missing_warehouse_is_a_clear_error(
 ) -> None:
     monkeypatch.setenv("EVALPIPE_HOME", str(tmp_path))
     assert "no warehouse yet" in fails(capsys, *command_argv(command, tmp_path))
+
+
+# `evalpipe sql` is read-only for real: every statement below exits 2 with a read-only error
+# and leaves every file of the home as it was and nothing new outside it. {lake}, {partition}
+# (a committed lake file), {outside} (an empty directory outside the home) and {secret} (a file
+# there) are filled in per test.
+REFUSED_SQL = {
+    "copy_to_a_lake_partition": "COPY (SELECT * FROM task_results LIMIT 3) TO '{partition}' "
+    "(FORMAT parquet)",
+    "copy_to_a_new_file_in_the_lake": "COPY (SELECT 1 AS x) TO '{lake}/task_results/new.parquet'",
+    "copy_to_a_new_file_outside": "COPY (SELECT run_id FROM runs) TO '{outside}/runs.csv'",
+    "copy_after_a_query": "SELECT 1; COPY (SELECT 1 AS x) TO '{outside}/x.csv'",
+    "explain_analyze_of_a_copy": "EXPLAIN ANALYZE COPY (SELECT 1 AS x) TO '{outside}/x.csv'",
+    "attach_and_create_table": "ATTACH '{outside}/x.db' AS x; CREATE TABLE x.t AS SELECT 1 AS a",
+    "create_temp_table": "CREATE TEMP TABLE t AS SELECT * FROM runs",
+    "export_database_outside": "EXPORT DATABASE '{outside}/export'",
+    "export_database_into_the_lake": "EXPORT DATABASE '{lake}/export'",
+    "install_extension": "INSTALL httpfs",
+    "load_extension": "LOAD httpfs",
+    "set_enable_external_access": "SET enable_external_access = true",
+    "reset_enable_external_access": "RESET enable_external_access",
+    "set_allowed_directories": "SET allowed_directories = ['/']",
+    "pragma_profiling_output": "PRAGMA enable_profiling",
+    "call_checkpoint": "CALL checkpoint()",
+    "prepare_a_copy": "PREPARE p AS COPY (SELECT 1 AS x) TO '{outside}/x.csv'",
+    "enable_logging_to_a_file": "FROM enable_logging(storage = 'file', "
+    "storage_path = '{outside}/log')",
+    "enable_profiling_to_a_file": "FROM enable_profiling(format = 'json', "
+    "save_location = '{outside}/profile.json')",
+    "read_csv_etc_passwd": "SELECT * FROM read_csv('/etc/passwd')",
+    "read_a_file_outside": "SELECT * FROM read_text('{secret}')",
+    "read_outside_through_dot_dot": "SELECT * FROM read_text('{lake}/../{secret_from_lake}')",
+    "list_files_outside": "SELECT * FROM glob('/etc/*')",
+    "read_over_http": "SELECT * FROM read_csv('http://127.0.0.1:9/x.csv')",
+}
+READ_ONLY_ERROR = "error: evalpipe sql is read-only: "
+
+
+def file_digests(root: Path) -> dict[str, str]:
+    """Every file under `root` by relative path, with a hash of its bytes."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("name", REFUSED_SQL)
+def test_sql_cannot_write_change_settings_or_read_outside_the_lake(
+    home, capsys, tmp_path: Path, name: str
+) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for evalpipe sql\n")
+    partition = Lake(home.lake).partition_file("task_results", OLMO)
+    sql = REFUSED_SQL[name].format(
+        lake=home.lake,
+        partition=partition,
+        outside=outside,
+        secret=secret,
+        secret_from_lake=Path(os.path.relpath(secret, home.lake.parent)),
+    )
+    before = file_digests(home.home)
+    partition_bytes = partition.read_bytes()
+
+    err = fails(capsys, "sql", sql)
+
+    assert err.startswith(READ_ONLY_ERROR) and "Traceback" not in err, err
+    assert partition.read_bytes() == partition_bytes
+    assert file_digests(home.home) == before
+    assert not list(outside.iterdir())
+
+
+@pytest.mark.parametrize(
+    ("sql", "said"),
+    [
+        ("COPY (SELECT 1 AS x) TO '{outside}/x.csv'", "DuckDB parses this as a COPY statement"),
+        ("SET enable_external_access = true", "DuckDB parses this as a SET statement"),
+        ("FROM enable_logging()", 'Cannot change configuration option "enable_logging"'),
+        ("SELECT * FROM read_csv('/etc/passwd')", 'Cannot access file "/etc/passwd"'),
+    ],
+)
+def test_a_refused_statement_says_why(home, capsys, tmp_path: Path, sql: str, said: str) -> None:
+    err = fails(capsys, "sql", sql.format(outside=tmp_path))
+    assert err.startswith(READ_ONLY_ERROR) and said in err, err
+    if "read_csv" in sql:
+        assert f"reads files only under the lake {home.lake}" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_sql_reads_every_view_and_the_lake_itself(home, capsys) -> None:
+    lake = Lake(home.lake)
+    views = as_json(capsys, "sql", "SELECT view_name FROM duckdb_views() WHERE NOT internal")
+    names = sorted(v["view_name"] for v in views)
+    assert names == sorted({*SCHEMAS, *lake.derived_tables()})
+    for name in names:
+        (row,) = as_json(capsys, "sql", f'SELECT count(*) AS n FROM "{name}"')
+        expected = (
+            lake.read_derived(name).num_rows
+            if name in lake.derived_tables()
+            else lake.count_rows(name)
+        )
+        assert row["n"] == expected, name
+    partition = lake.partition_file("task_results", OLMO)
+    (row,) = as_json(capsys, "sql", f"SELECT count(*) AS n FROM read_parquet('{partition}')")
+    assert row["n"] == lake.read("task_results", OLMO).num_rows
+    for sql in [
+        "DESCRIBE runs",
+        "SHOW TABLES",
+        "SUMMARIZE runs",
+        "EXPLAIN SELECT count(*) FROM predictions",
+        "EXPLAIN ANALYZE SELECT count(*) FROM predictions",
+        "WITH t AS (SELECT * FROM task_results) SELECT run_id, model_config->>'model' FROM t",
+        "SELECT 1 AS a; SELECT 2 AS b",
+    ]:
+        assert run(capsys, "sql", sql).strip(), sql
