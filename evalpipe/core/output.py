@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Sequence
 from datetime import date, datetime
+from decimal import Decimal
 from typing import Any
 
 import pandas as pd
@@ -35,6 +36,8 @@ def _json_value(value: Any) -> Any:
         return value.isoformat()
     if isinstance(value, float) and math.isnan(value):
         return None
+    if isinstance(value, Decimal):  # DuckDB's DECIMAL (SUMMARIZE, sums of integers)
+        return float(value)
     return value
 
 

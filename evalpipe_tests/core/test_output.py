@@ -31,3 +31,9 @@ def test_render_speaks_every_format() -> None:
     assert render(columns, rows, "csv").splitlines() == ["name,value", "a,1.5", "b,"]
     table = render(columns, rows, "table").splitlines()
     assert table[0].split() == ["name", "value"] and table[2].split() == ["a", "1.5000"]
+
+
+def test_decimals_render_as_json_numbers() -> None:
+    from decimal import Decimal
+
+    assert json.loads(render(["x"], [(Decimal("1.50"),)], "json")) == [{"x": 1.5}]
