@@ -62,7 +62,7 @@ def runs_with_status_sql(lake: Lake) -> str:
     `unchecked` (no check result yet). Only `ok` runs count in anything aggregated across runs."""
     return (
         "SELECT r.*, coalesce(s.status, 'unchecked') AS status, s.status_reason, "
-        "s.checked_at AS status_checked_at "
+        "s.checked_at AS status_checked_at, s.attempt_status, s.attempt_reason "
         f"FROM {table_source(lake, 'runs')} AS r "
         f"LEFT JOIN {table_source(lake, 'run_status')} AS s USING (run_id)"
     )
