@@ -1,10 +1,16 @@
-"""`evalpipe snapshot` and `evalpipe snapshots list|verify|restore|diff`."""
+"""`evalpipe snapshot` and `evalpipe snapshots list|verify|restore|diff`.
+
+Every command runs through `_guarded`, so any failure prints one `error:` line whose URLs have
+their credentials redacted (botocore quotes AWS_ENDPOINT_URL verbatim, user:password included).
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -14,13 +20,18 @@ from evalpipe.core.output import render
 from evalpipe.snapshots.manifests import (
     ProgressEvent,
     SnapshotError,
+    VerifyReport,
     diff_snapshots,
     list_snapshots,
     restore_snapshot,
     verify_snapshot,
 )
+from evalpipe.snapshots.store import redact_credentials
 
 FORMATS = ["table", "markdown", "csv", "json"]
+_EXPECTED_ERRORS = (SnapshotError, BotoCoreError, ClientError, OSError, ValueError)
+
+Command = Callable[[argparse.Namespace], int]
 
 
 def _print_progress(event: ProgressEvent) -> None:
@@ -32,26 +43,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--target", help="file:///path or s3://bucket/prefix (default: configured)")
     p.add_argument("--note", default="", help="change note stored in the manifest")
     p.add_argument("--dry-run", action="store_true", help="hash and report, store nothing")
-    p.set_defaults(func=cmd_snapshot)
+    p.set_defaults(func=_guarded(cmd_snapshot))
 
     p = sub.add_parser("snapshots", help="list, verify, restore and compare snapshots")
     p.add_argument("--target", help="file:///path or s3://bucket/prefix (default: configured)")
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = actions.add_parser("list", help="every snapshot, newest last")
     a.add_argument("--format", choices=FORMATS, default="table")
-    a.set_defaults(func=cmd_list)
+    a.set_defaults(func=_guarded(cmd_list))
     a = actions.add_parser("verify", help="re-hash every stored file of a snapshot")
     a.add_argument("snapshot_id", nargs="?", help="default: latest")
-    a.set_defaults(func=cmd_verify)
+    a.add_argument("--format", choices=FORMATS, default="table")
+    a.set_defaults(func=_guarded(cmd_verify))
     a = actions.add_parser("restore", help="restore a snapshot into an empty directory")
     a.add_argument("snapshot_id")
     a.add_argument("--to", type=Path, required=True, dest="dest")
-    a.set_defaults(func=cmd_restore)
+    a.set_defaults(func=_guarded(cmd_restore))
     a = actions.add_parser("diff", help="files added, removed and changed between two snapshots")
     a.add_argument("a")
     a.add_argument("b")
     a.add_argument("--format", choices=FORMATS, default="table")
-    a.set_defaults(func=cmd_diff)
+    a.set_defaults(func=_guarded(cmd_diff))
 
 
 def _target_and_client(args: argparse.Namespace) -> tuple[str, object]:
@@ -63,9 +75,29 @@ def _target_and_client(args: argparse.Namespace) -> tuple[str, object]:
     return target, s3_client_for(target, S3Resource())
 
 
-def _fail(exc: Exception) -> int:
-    print(f"error: {exc}", file=sys.stderr)
-    return 1
+def _fail(exc: Exception, status: int = 1) -> int:
+    print(f"error: {redact_credentials(str(exc))}", file=sys.stderr)
+    return status
+
+
+def _guarded(command: Command) -> Command:
+    """`command`, printing an expected failure as one redacted line instead of a traceback;
+    invalid values (ValueError) keep exit status 2, as elsewhere in the CLI."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except _EXPECTED_ERRORS as exc:
+            return _fail(exc, 2 if isinstance(exc, ValueError) else 1)
+
+    return run
+
+
+def _print_skipped(skipped: list[str] | tuple[str, ...]) -> None:
+    """Entries a snapshot left out unread (symlinks leaving their source, special files)."""
+    for line in skipped:
+        print(f"warning: skipped {redact_credentials(line)}", file=sys.stderr)
 
 
 def cmd_snapshot(args: argparse.Namespace) -> int:
@@ -80,12 +112,10 @@ def dry_run_and_report(settings: Settings, target: str, client: object, *, note:
     """Hash everything and say what a snapshot would upload; store nothing, record nothing."""
     from evalpipe.defs.snapshots.assets import run_snapshot
 
-    try:
-        result = run_snapshot(
-            settings, target=target, client=client, note=note, dry_run=True, progress=None
-        )
-    except (SnapshotError, BotoCoreError, ClientError, OSError) as exc:
-        return _fail(exc)
+    result = run_snapshot(
+        settings, target=target, client=client, note=note, dry_run=True, progress=None
+    )
+    _print_skipped(result.skipped)
     print(
         f"dry run for {result.uri}: {result.files} files, {result.bytes_total / 1e6:.1f} MB; "
         f"would upload {result.files_uploaded} files ({result.bytes_uploaded / 1e6:.1f} MB), "
@@ -111,6 +141,7 @@ def snapshot_and_report(settings: Settings, target: str | None, *, note: str) ->
         return _fail(RuntimeError("; ".join(step_errors(result)) or "the snapshot run failed"))
     materialization = result.asset_materializations_for_node(SNAPSHOT_ASSET)[0]
     meta = {k: v.value for k, v in materialization.metadata.items()}
+    _print_skipped(meta["skipped"])
     print(
         f"snapshot {meta['snapshot_id']} at {meta['uri']}: {meta['files']} files, "
         f"{meta['bytes_total'] / 1e6:.1f} MB; uploaded {meta['files_uploaded']} files "
@@ -122,10 +153,7 @@ def snapshot_and_report(settings: Settings, target: str | None, *, note: str) ->
 
 def cmd_list(args: argparse.Namespace) -> int:
     target, client = _target_and_client(args)
-    try:
-        entries = list_snapshots(target, client=client)
-    except (SnapshotError, BotoCoreError, ClientError, OSError) as exc:
-        return _fail(exc)
+    entries = list_snapshots(target, client=client)
     columns = ["version", "date", "files", "size_mb", "files_uploaded", "note", "latest"]
     print(render(columns, [[e.get(c) for c in columns] for e in entries], args.format))
     return 0
@@ -133,22 +161,48 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     target, client = _target_and_client(args)
-    try:
-        report = verify_snapshot(target, args.snapshot_id, client=client, progress=_print_progress)
-    except (SnapshotError, BotoCoreError, ClientError, OSError) as exc:
-        return _fail(exc)
-    print(json.dumps(report.to_dict(), indent=2))
+    report = verify_snapshot(target, args.snapshot_id, client=client, progress=_print_progress)
+    rows = _verify_problems(report)
+    if args.format == "json":
+        print(json.dumps(report.to_dict(), indent=2))
+    elif args.format == "csv":
+        print(render(["problem", "path"], rows, "csv"))
+    else:
+        print(_verify_summary(report))
+        if rows:
+            print(render(["problem", "path"], rows, args.format))
     return 0 if report.ok else 1
+
+
+def _verify_summary(report: VerifyReport) -> str:
+    """One line: what was re-hashed and whether the snapshot is intact."""
+    counts = [
+        (len(report.missing), "missing"),
+        (len(report.corrupted), "corrupted"),
+        (len(report.invalid), "invalid manifest entries"),
+    ]
+    problems = [f"{n} {what}" for n, what in counts if n]
+    if not report.manifest_ok:
+        problems.insert(0, "manifest corrupted")
+    return (
+        f"snapshot {report.snapshot_id}: {report.checked} files re-hashed "
+        f"({report.bytes_checked / 1e6:.1f} MB); {', '.join(problems) or 'ok'}"
+    )
+
+
+def _verify_problems(report: VerifyReport) -> list[list[str]]:
+    """One row per problem found: (kind, manifest path or entry)."""
+    rows = [] if report.manifest_ok else [["manifest corrupted", report.snapshot_id]]
+    rows += [["missing", path] for path in report.missing]
+    rows += [["corrupted", path] for path in report.corrupted]
+    return rows + [["invalid", entry] for entry in report.invalid]
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
     target, client = _target_and_client(args)
-    try:
-        result = restore_snapshot(
-            target, args.snapshot_id, args.dest, client=client, progress=_print_progress
-        )
-    except (SnapshotError, BotoCoreError, ClientError, OSError) as exc:
-        return _fail(exc)
+    result = restore_snapshot(
+        target, args.snapshot_id, args.dest, client=client, progress=_print_progress
+    )
     print(
         f"restored snapshot {result.snapshot_id} to {result.dest}: {result.files} files, "
         f"{result.bytes / 1e6:.1f} MB (rebuild the warehouse with EVALPIPE_HOME pointed there "
@@ -159,10 +213,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 def cmd_diff(args: argparse.Namespace) -> int:
     target, client = _target_and_client(args)
-    try:
-        diff = diff_snapshots(target, args.a, args.b, client=client)
-    except (SnapshotError, BotoCoreError, ClientError, OSError) as exc:
-        return _fail(exc)
+    diff = diff_snapshots(target, args.a, args.b, client=client)
     rows = [["added", p] for p in diff.added] + [["removed", p] for p in diff.removed]
     rows += [["changed", p] for p in diff.changed]
     print(render(["change", "path"], rows, args.format))

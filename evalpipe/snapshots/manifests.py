@@ -14,6 +14,20 @@ names is stored with the right size, the manifest, latest.json, then versions.js
 new keys or atomically replaces one, so an interruption leaves the previous snapshot and latest.json
 as they were, and a retry uploads only what never arrived. One writer per target is assumed:
 concurrent snapshots could drop each other's versions.json entry.
+
+What is stored: the regular files under each source, and nothing from outside it. Hidden entries
+(writes in progress, commit journals) are left out. A symlink whose target resolves to a regular
+file inside the same source is stored as that file (ingest reads it as one, so a restored tree
+must hold it); any other symlink (leaving the source, even for another source; to a directory;
+dangling) and any special file (FIFO, socket, device) is skipped without being opened, logged as a
+warning and listed under `skipped` in the result and the manifest. A file or directory that
+cannot be read fails the snapshot, naming it, before anything is written: a snapshot that
+silently lacks data would be worse than none.
+
+An object already stored is reused only when the store proves its content (`Store.holds`); a
+snapshot never names an object that was altered in place. Manifests come from storage, so every
+entry's path and sha256 are checked before use: `verify` reports unsafe or malformed entries and
+`restore` refuses a manifest with any.
 """
 
 from __future__ import annotations
@@ -24,6 +38,7 @@ import json
 import logging
 import os
 import re
+import stat
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -42,8 +57,10 @@ from evalpipe.snapshots.store import (
     SnapshotTarget,
     Store,
     Upload,
+    digest,
     iter_file,
     open_store,
+    redact_credentials,
 )
 from evalpipe.storage.lake import Lake
 from evalpipe.storage.warehouse import read_runs_with_status
@@ -56,9 +73,20 @@ VERSIONS_KEY = "versions.json"
 OBJECTS_PREFIX = "objects/"
 _ID_RE = re.compile(r"^\d{12}(-\d+)?$")
 _SOURCE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 Stage = Literal[
-    "hash", "upload", "stored", "manifest", "latest", "versions", "done", "verify", "restore"
+    "skip",
+    "hash",
+    "reuse",
+    "upload",
+    "stored",
+    "manifest",
+    "latest",
+    "versions",
+    "done",
+    "verify",
+    "restore",
 ]
 
 
@@ -104,18 +132,22 @@ class SnapshotResult:
     duration_s: float
     dry_run: bool
     missing_sources: tuple[str, ...]
+    skipped: tuple[str, ...]  # "<manifest path>: <why>", for entries left out unread
     manifest: Mapping[str, Any] = field(repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         del data["manifest"]
         data["missing_sources"] = list(self.missing_sources)
+        data["skipped"] = list(self.skipped)
         return data
 
 
 @dataclass(frozen=True)
 class VerifyReport:
-    """Outcome of re-hashing a stored snapshot; `missing`/`corrupted` hold manifest paths."""
+    """Outcome of re-hashing a stored snapshot; `missing`/`corrupted` hold manifest paths,
+    `invalid` the manifest entries never used (unsafe path, malformed sha256 or size), each
+    with its problem."""
 
     snapshot_id: str
     ok: bool
@@ -124,9 +156,15 @@ class VerifyReport:
     bytes_checked: int
     missing: tuple[str, ...]
     corrupted: tuple[str, ...]
+    invalid: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "missing": list(self.missing), "corrupted": list(self.corrupted)}
+        return {
+            **asdict(self),
+            "missing": list(self.missing),
+            "corrupted": list(self.corrupted),
+            "invalid": list(self.invalid),
+        }
 
 
 @dataclass(frozen=True)
@@ -226,7 +264,7 @@ def take_snapshot(
     target = _as_target(target)
     stats_copy = _json_copy(stats or {}, "stats")
     created = _utc(now)
-    files, summary, missing = _scan(sources, emit)
+    files, summary, missing, skipped = _scan(sources, emit)
     if not files:
         raise SnapshotError(
             f"nothing to snapshot: no files under {', '.join(sources) or 'any source'}"
@@ -238,9 +276,9 @@ def take_snapshot(
         latest = _read_json(store, LATEST_KEY)
         previous = latest["version"] if latest else None
         snapshot_id = _allocate_id(store, created, log, latest)
-        uploads, sources_of = _plan_uploads(files, store.list_sizes(OBJECTS_PREFIX))
+        uploads, sources_of = _plan_uploads(files, store, emit)
         manifest = _manifest(
-            target, snapshot_id, created, note, files, summary, missing, stats_copy
+            target, snapshot_id, created, note, files, summary, missing, skipped, stats_copy
         )
         manifest["transfer"] = {
             "files_uploaded": len(uploads),
@@ -285,6 +323,7 @@ def take_snapshot(
         duration_s=round(time.monotonic() - started, 3),
         dry_run=dry_run,
         missing_sources=tuple(missing),
+        skipped=tuple(manifest["skipped"]),
         manifest=manifest,
     )
     verb = "would upload" if dry_run else "uploaded"
@@ -293,6 +332,8 @@ def take_snapshot(
         f"{verb} {result.files_uploaded} ({_fmt(result.bytes_uploaded)}), "
         f"reused {_fmt(result.bytes_reused)}, {result.duration_s:.1f}s"
     )
+    if skipped:
+        done += f"; skipped {len(skipped)} entries that are not regular files of their source"
     emit(ProgressEvent("done", done, total_bytes=result.bytes_total, total_files=result.files))
     logger.info("%s -> %s", done, result.uri)
     return result
@@ -316,7 +357,11 @@ def verify_snapshot(
     client: Any = None,
     progress: Progress | None = None,
 ) -> VerifyReport:
-    """Re-hash every stored object of a snapshot (default: latest), streaming, in parallel."""
+    """Re-hash every stored object of a snapshot (default: latest), streaming, in parallel.
+
+    Entries with an unsafe path or a malformed sha256/size are reported as `invalid`, and their
+    objects never read: such a sha256 could name a key outside `objects/`.
+    """
     emit = progress or _ignore
     store = open_store(_as_target(target), client)
     snapshot_id, expected_sha = _resolve(store, snapshot_id)
@@ -325,9 +370,14 @@ def verify_snapshot(
     try:
         entries = json.loads(raw)["files"]
     except (ValueError, KeyError, TypeError):
+        entries = None
+    if not isinstance(entries, list):
         return VerifyReport(snapshot_id, False, False, 0, 0, (), (manifest_key(snapshot_id),))
+    judged = [(entry, _entry_problem(entry)) for entry in entries]
+    invalid = [problem for _, problem in judged if problem]
+    valid = [entry for entry, problem in judged if not problem]
     paths_of: dict[tuple[str, int], list[str]] = {}
-    for entry in entries:
+    for entry in valid:
         paths_of.setdefault((entry["sha256"], entry["size"]), []).append(entry["path"])
     total_bytes = sum(size for _, size in paths_of)
 
@@ -365,12 +415,13 @@ def verify_snapshot(
             )
     return VerifyReport(
         snapshot_id=snapshot_id,
-        ok=manifest_ok and not missing and not corrupted,
+        ok=manifest_ok and not missing and not corrupted and not invalid,
         manifest_ok=manifest_ok,
-        checked=len(entries),
+        checked=len(valid),
         bytes_checked=checked_bytes,
         missing=tuple(sorted(missing)),
         corrupted=tuple(sorted(corrupted)),
+        invalid=tuple(invalid),
     )
 
 
@@ -385,6 +436,7 @@ def restore_snapshot(
     """Recreate a snapshot's tree under `dest` (absent or empty), byte for byte.
 
     Each file is downloaded to a temp name, checked against its sha256, then renamed into place.
+    A manifest with any unsafe or malformed entry is refused before anything is written.
     """
     started = time.monotonic()
     emit = progress or _ignore
@@ -393,8 +445,14 @@ def restore_snapshot(
         raise SnapshotError(f"restore destination {dest} must be absent or an empty directory")
     store = open_store(_as_target(target), client)
     snapshot_id, manifest = _load_manifest(store, snapshot_id)
-    entries = manifest["files"]
-    finals = [dest.joinpath(*_safe_parts(entry["path"])) for entry in entries]
+    entries = manifest.get("files")
+    problems = _entry_problems(entries)
+    if problems:
+        raise SnapshotError(
+            f"refusing to restore snapshot {snapshot_id}: {len(problems)} unsafe or malformed "
+            f"manifest entries, e.g. {problems[0]}; nothing was written to {dest}"
+        )
+    finals = [dest.joinpath(*PurePosixPath(entry["path"]).parts) for entry in entries]
     token = uuid.uuid4().hex[:12]
     downloads = [
         Download(object_key(e["sha256"]), final.with_name(f".{final.name}.{token}.part"), e["size"])
@@ -407,7 +465,7 @@ def restore_snapshot(
             final.parent.mkdir(parents=True, exist_ok=True)
         store.get_files(downloads, tracker.on_bytes)
         for n, (entry, down, final) in enumerate(zip(entries, downloads, finals, strict=True), 1):
-            sha, size = _hash(down.dest)
+            sha, size = digest(iter_file(down.dest))
             if (sha, size) != (entry["sha256"], entry["size"]):
                 raise SnapshotError(
                     f"stored object for {entry['path']} hashes to {sha} ({size} bytes), expected "
@@ -426,8 +484,8 @@ def restore_snapshot(
             )
     except Exception as exc:
         raise SnapshotError(
-            f"restoring snapshot {snapshot_id} into {dest} failed: {exc}. {dest} is incomplete; "
-            "remove it before retrying."
+            f"restoring snapshot {snapshot_id} into {dest} failed: {redact_credentials(str(exc))}."
+            f" {dest} is incomplete; remove it before retrying."
         ) from exc
     finally:
         for down in downloads:
@@ -465,11 +523,13 @@ def diff_snapshots(
 
 def _scan(
     sources: Mapping[str, Path], emit: Progress
-) -> tuple[list[_LocalFile], dict[str, dict[str, int]], list[str]]:
-    """Hash every file under the sources; returns files, per-source totals, missing sources."""
+) -> tuple[list[_LocalFile], dict[str, dict[str, int]], list[str], list[str]]:
+    """Hash every regular file under the sources; returns files, per-source totals, missing
+    sources and the entries skipped unread ("<manifest path>: <why>")."""
     found: list[tuple[str, Path]] = []
     summary: dict[str, dict[str, int]] = {}
     missing: list[str] = []
+    skipped: list[str] = []
     for name, root in sources.items():
         if not _SOURCE_RE.match(name):
             raise ValueError(f"snapshot source name {name!r} must be a plain directory name")
@@ -480,14 +540,13 @@ def _scan(
         if not root.is_dir():
             raise ValueError(f"snapshot source {name!r} is not a directory: {root}")
         summary[name] = {"files": 0, "bytes": 0}
-        for dirpath, dirnames, filenames in os.walk(root):
-            # hidden entries are writes in progress (`.x.partial`) and commit journals
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for filename in sorted(f for f in filenames if not f.startswith(".")):
-                local = Path(dirpath, filename)
-                if local.is_file():
-                    found.append((f"{name}/{local.relative_to(root).as_posix()}", local))
-    total = sum(local.stat().st_size for _, local in found)
+        regular, refused = _walk_source(name, root)
+        found += regular
+        for path, why in refused:
+            skipped.append(f"{path}: {why}")
+            logger.warning("snapshot skips %s: %s", path, why)
+            emit(ProgressEvent("skip", f"skipped {path}: {why}", path=path))
+    total = sum(os.stat(local).st_size for _, local in found)
     files: list[_LocalFile] = []
     done = 0
     for path, local in found:
@@ -507,28 +566,87 @@ def _scan(
                 total_files=len(found),
             )
         )
-    return files, summary, missing
+    return files, summary, missing, skipped
+
+
+def _walk_source(name: str, root: Path) -> tuple[list[tuple[str, Path]], list[tuple[str, str]]]:
+    """The regular files under `root` as (manifest path, file to read) and the entries skipped
+    as (manifest path, why), sorted. Hidden entries are writes in progress (`.x.partial`) and
+    commit journals: left out silently. See the module docstring for symlinks and special files.
+    """
+    real_root = root.resolve()
+    files: list[tuple[str, Path]] = []
+    skipped: list[tuple[str, str]] = []
+    pending = [root]
+    while pending:
+        for entry in _list_dir(pending.pop()):
+            if entry.name.startswith("."):
+                continue
+            path = f"{name}/{Path(entry.path).relative_to(root).as_posix()}"
+            if entry.is_dir(follow_symlinks=False):
+                pending.append(Path(entry.path))
+            elif entry.is_file(follow_symlinks=False):
+                files.append((path, Path(entry.path)))
+            elif entry.is_symlink():
+                target, why = _link_target(Path(entry.path), real_root)
+                if target is None:
+                    skipped.append((path, why))
+                else:
+                    files.append((path, target))
+            else:
+                skipped.append((path, "not a regular file (a FIFO, socket or device); skipped"))
+    return sorted(files), sorted(skipped)
+
+
+def _list_dir(directory: Path) -> list[os.DirEntry[str]]:
+    """A directory's entries; one that cannot be listed fails the snapshot, naming it."""
+    try:
+        with os.scandir(directory) as entries:
+            return list(entries)
+    except OSError as exc:
+        raise SnapshotError(
+            f"cannot list {directory}: {exc.strerror or exc}; nothing was stored. Fix its "
+            "permissions or move it out of the snapshot sources."
+        ) from exc
+
+
+def _link_target(link: Path, real_root: Path) -> tuple[Path | None, str]:
+    """The regular file inside `real_root` that `link` resolves to, or (None, why not)."""
+    try:
+        target = link.resolve()
+    except RuntimeError:  # a symlink loop, on Python < 3.13
+        return None, "symlink loop; skipped"
+    if not target.is_relative_to(real_root):
+        return None, f"symlink to {target}, outside its source {real_root}; refused"
+    try:
+        mode = os.stat(target).st_mode
+    except OSError:
+        return None, f"symlink to {target}, which does not exist; skipped"
+    if stat.S_ISDIR(mode):
+        return None, f"symlink to the directory {target}; not followed"
+    if not stat.S_ISREG(mode):
+        return None, f"symlink to {target}, which is not a regular file; skipped"
+    return target, ""
 
 
 def _hash_local(path: str, local: Path) -> _LocalFile:
-    """Hash one file, refusing one that changes underneath us (a half-written lake file)."""
-    before = local.stat()
-    sha, size = _hash(local)
-    after = local.stat()
+    """Hash one file, refusing one that changes underneath us (a half-written lake file) and
+    failing, named, on one that cannot be read (the snapshot would silently lack it)."""
+    try:
+        before = local.lstat()
+        sha, size = digest(iter_file(local))
+        after = local.lstat()
+    except OSError as exc:
+        raise SnapshotError(
+            f"cannot read {path} ({local}): {exc.strerror or exc}; nothing was stored. Fix its "
+            "permissions or move it out of the snapshot sources."
+        ) from exc
     if (before.st_size, before.st_mtime_ns) != (
         after.st_size,
         after.st_mtime_ns,
     ) or size != after.st_size:
         raise SnapshotError(f"{local} changed while it was hashed; snapshot when writers are idle")
     return _LocalFile(path, local, size, sha, after.st_mtime_ns)
-
-
-def _hash(local: Path) -> tuple[str, int]:
-    digest, size = hashlib.sha256(), 0
-    for chunk in iter_file(local):
-        digest.update(chunk)
-        size += len(chunk)
-    return digest.hexdigest(), size
 
 
 def _allocate_id(
@@ -546,18 +664,34 @@ def _allocate_id(
 
 
 def _plan_uploads(
-    files: Sequence[_LocalFile], stored: Mapping[str, int]
+    files: Sequence[_LocalFile], store: Store, emit: Progress
 ) -> tuple[list[Upload], dict[str, _LocalFile]]:
-    """One upload per distinct content that is not already stored with the right size."""
+    """One upload per distinct content the store does not provably hold: an object of the
+    right size may still have been altered in place, so `Store.holds` must vouch for it."""
     first: dict[str, _LocalFile] = {}
     for f in files:
         first.setdefault(f.sha256, f)
-    uploads = [
-        Upload(object_key(sha), f.local, f.size, sha)
-        for sha, f in first.items()
-        if stored.get(object_key(sha)) != f.size
-    ]
-    return uploads, first
+    wanted = [Upload(object_key(sha), f.local, f.size, sha) for sha, f in first.items()]
+    sizes = store.list_sizes(OBJECTS_PREFIX)
+    candidates = [up for up in wanted if sizes.get(up.key) == up.size]
+    held: set[str] = set()
+    with ThreadPoolExecutor(MAX_CONCURRENCY) as pool:
+        proofs = zip(candidates, pool.map(store.holds, candidates), strict=True)
+        for n, (up, ok) in enumerate(proofs, 1):
+            if ok:
+                held.add(up.key)
+            name = first[up.sha256].path
+            emit(
+                ProgressEvent(
+                    "reuse",
+                    f"checked stored object {n}/{len(candidates)} "
+                    f"({'reusing it' if ok else 'not proven, uploading it again'}: {name})",
+                    path=name,
+                    done_files=n,
+                    total_files=len(candidates),
+                )
+            )
+    return [up for up in wanted if up.key not in held], first
 
 
 def _check_stored(
@@ -571,7 +705,7 @@ def _check_stored(
             f"{len(bad)} object(s) missing or of the wrong size after upload, e.g. {bad[0]}"
         )
     for f in uploaded:
-        now = f.local.stat()
+        now = f.local.lstat()
         if (now.st_size, now.st_mtime_ns) != (f.size, f.mtime_ns):
             raise OSError(
                 f"{f.local} changed while it was uploaded; snapshot when writers are idle"
@@ -630,6 +764,7 @@ def _manifest(
     files: Sequence[_LocalFile],
     summary: Mapping[str, Mapping[str, int]],
     missing: Sequence[str],
+    skipped: Sequence[str],
     stats: Mapping[str, Any],
 ) -> dict[str, Any]:
     total = sum(f.size for f in files)
@@ -645,6 +780,7 @@ def _manifest(
         "uri": target.uri(manifest_key(snapshot_id)),
         "sources": dict(summary),
         "missing_sources": list(missing),
+        "skipped": list(skipped),
         "totals": {"files": len(files), "bytes": total, "objects": len({f.sha256 for f in files})},
         "size_mb": round(total / MiB, 3),
         "stats": dict(stats),
@@ -676,7 +812,7 @@ def _failure(
     target: SnapshotTarget, snapshot_id: str, stage: str, previous: str | None, exc: Exception
 ) -> str:
     head = f"snapshot {snapshot_id or '(no id yet)'} to {target.url} failed while {stage}: "
-    head += f"{type(exc).__name__}: {exc}."
+    head += f"{type(exc).__name__}: {redact_credentials(str(exc))}."
     if stage == "reading the target":
         return f"{head} Nothing was written."
     if stage == "appending to versions.json":
@@ -719,15 +855,37 @@ def _load_manifest(store: Store, snapshot_id: str | None) -> tuple[str, dict[str
     raw = _fetch_manifest(store, snapshot_id)
     if expected is not None and hashlib.sha256(raw).hexdigest() != expected:
         raise SnapshotError(f"manifest of snapshot {snapshot_id} is corrupted (sha256 mismatch)")
-    return snapshot_id, json.loads(raw)
+    manifest = json.loads(raw)
+    if not isinstance(manifest, dict):
+        raise SnapshotError(f"{store.target.uri(manifest_key(snapshot_id))} is not a manifest")
+    return snapshot_id, manifest
 
 
-def _safe_parts(path: str) -> tuple[str, ...]:
-    """Manifest paths come from storage: never let one escape the restore directory."""
-    parts = PurePosixPath(path).parts
-    if not parts or path.startswith("/") or any(p in ("", ".", "..") for p in parts):
-        raise SnapshotError(f"unsafe path {path!r} in manifest")
-    return parts
+def _entry_problems(entries: Any) -> list[str]:
+    """What is wrong with a manifest's file list, entry by entry (empty: safe to use)."""
+    if not isinstance(entries, list):
+        return ["the manifest has no list of files"]
+    return [problem for problem in map(_entry_problem, entries) if problem]
+
+
+def _entry_problem(entry: Any) -> str | None:
+    """Why a manifest entry must not be used, or None. Manifests come from storage: a path must
+    not escape the restore directory, nor a sha256 the `objects/` prefix."""
+    if not isinstance(entry, dict):
+        return f"{entry!r}: not a file entry"
+    path, sha, size = entry.get("path"), entry.get("sha256"), entry.get("size")
+    if not isinstance(path, str) or not _is_safe_path(path):
+        return f"{path!r}: unsafe path (must be relative, without empty, . or .. parts)"
+    if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):
+        return f"{path}: sha256 {sha!r} is not 64 lowercase hex digits"
+    if type(size) is not int or size < 0:
+        return f"{path}: size {size!r} is not a byte count"
+    return None
+
+
+def _is_safe_path(path: str) -> bool:
+    """Relative, normalized, no `..`: an empty part also rules out "", "/abs" and "a//b"."""
+    return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
 def _read_versions(store: Store) -> list[dict[str, Any]]:

@@ -4,16 +4,27 @@ The snapshot logic (`evalpipe.snapshots.manifests`) only needs a handful of oper
 the target root; keeping them here lets both backends give the same guarantees: a key is either
 absent or holds complete bytes (atomic rename locally, single PUT / completed multipart upload on
 S3), and transfers run with a bounded number of parallel connections.
+
+Local files are read through `open_regular` only: a path checked to be a regular file may have
+been swapped for a symlink (to /etc/passwd, say) or a FIFO since, and must not be followed or
+block. `Store.holds` says whether a stored object provably has given content, so a snapshot
+never reuses one that was altered in place: a directory re-hashes it; S3 compares the SHA-256
+checksum it computed and verified itself when the object was uploaded (objects uploaded without
+one, e.g. by older versions, are uploaded once more). `redact_credentials` keeps user:password
+parts of URLs (e.g. an AWS_ENDPOINT_URL quoted by botocore) out of messages.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import os
+import re
+import stat
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, Protocol
+from typing import Any, BinaryIO, Literal, NamedTuple, Protocol
 from urllib.parse import unquote, urlsplit
 
 import boto3
@@ -21,6 +32,7 @@ from boto3.s3.transfer import TransferConfig, create_transfer_manager
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from s3transfer.subscribers import BaseSubscriber
+from s3transfer.utils import ChunksizeAdjuster, OSUtils
 
 from evalpipe.core.atomic import atomic_path
 
@@ -38,6 +50,8 @@ TRANSFER_CONFIG = TransferConfig(
 )
 
 ACCEPTED_FORMS = "file:///absolute/path or s3://bucket[/prefix]"
+# scheme://userinfo@ : greedy up to the last "@" of the authority, as URL parsers split it
+_USERINFO_RE = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^\s/?#]*@")
 
 OnBytes = Callable[[str, int], None]
 """Called with (key, bytes moved since the last call); may run on a transfer thread."""
@@ -76,7 +90,10 @@ class SnapshotTarget:
             )
         elif parts.scheme == "s3" and parts.netloc and not parts.query and not parts.fragment:
             return cls("s3", parts.netloc, parts.path.strip("/"))
-        raise ValueError(f"unsupported snapshot target {url!r}; accepted forms: {ACCEPTED_FORMS}")
+        raise ValueError(
+            f"unsupported snapshot target {redact_credentials(repr(url))}; "
+            f"accepted forms: {ACCEPTED_FORMS}"
+        )
 
     @property
     def url(self) -> str:
@@ -112,6 +129,8 @@ class Store(Protocol):
     def list_sizes(self, prefix: str) -> dict[str, int]: ...
 
     def get_bytes(self, key: str) -> bytes: ...
+
+    def holds(self, up: Upload) -> bool: ...
 
     def read_chunks(self, key: str) -> Iterator[bytes]: ...
 
@@ -154,11 +173,40 @@ def write_atomically(
     return sha, size
 
 
-def iter_file(path: Path) -> Iterator[bytes]:
-    """Stream a local file in bounded chunks."""
-    with open(path, "rb") as handle:
-        while chunk := handle.read(CHUNK_SIZE):
+def redact_credentials(text: str) -> str:
+    """`text` with the user:password of every URL in it replaced by `***`: error messages quote
+    endpoint URLs (AWS_ENDPOINT_URL) verbatim, credentials included."""
+    return _USERINFO_RE.sub(r"\1***@", text)
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a regular file for reading, refusing a symlink (as its last component) or a special
+    file: what was listed as a regular file may have been swapped since. O_NONBLOCK keeps a
+    FIFO swapped in from hanging the open."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(f"{path} is not a regular file; refused")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def iter_file(path: Path, size: int = CHUNK_SIZE) -> Iterator[bytes]:
+    """Stream a local regular file in chunks of at most `size` bytes."""
+    with open_regular(path) as handle:
+        while chunk := handle.read(size):
             yield chunk
+
+
+def digest(chunks: Iterable[bytes]) -> tuple[str, int]:
+    """The sha256 (hex) and size of a stream of bytes."""
+    sha, size = hashlib.sha256(), 0
+    for chunk in chunks:
+        sha.update(chunk)
+        size += len(chunk)
+    return sha.hexdigest(), size
 
 
 class FileStore:
@@ -184,6 +232,15 @@ class FileStore:
 
     def get_bytes(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
+
+    def holds(self, up: Upload) -> bool:
+        """Re-hash the stored copy: an object of the right size may have been altered in place.
+        One that cannot be read as a regular file is not proven either: uploading replaces it."""
+        path = self.root / up.key
+        try:
+            return digest(iter_file(path)) == (up.sha256, up.size)
+        except OSError:
+            return False
 
     def read_chunks(self, key: str) -> Iterator[bytes]:
         return iter_file(self.root / key)
@@ -235,10 +292,19 @@ class _Subscriber(BaseSubscriber):
         self._on_done(self._key)
 
 
+class _RegularFilesOnly(OSUtils):
+    """s3transfer's file access, reading uploads through `open_regular`."""
+
+    def open(self, filename: str, mode: str) -> Any:
+        return open_regular(Path(filename)) if mode == "rb" else super().open(filename, mode)
+
+
 class S3Store:
     """An S3 (or S3-compatible) bucket + prefix, accessed through a caller-provided boto3 client.
 
-    The client carries the credentials; this class never reads, logs or stores them.
+    The client carries the credentials; this class never reads, logs or stores them. Objects are
+    uploaded with ChecksumAlgorithm=SHA256: S3 checks the bytes it receives against it and keeps
+    it (for a multipart upload, a SHA-256 of the parts' SHA-256s), which is what `holds` trusts.
     """
 
     def __init__(
@@ -280,6 +346,30 @@ class S3Store:
                 raise FileNotFoundError(self.target.uri(key)) from exc
             raise
 
+    def holds(self, up: Upload) -> bool:
+        """Compare the checksum S3 verified on upload with the content's, without downloading."""
+        try:
+            head = self._client.head_object(
+                Bucket=self.bucket, Key=self._key(up.key), ChecksumMode="ENABLED"
+            )
+        except ClientError as exc:
+            if _is_not_found(exc):
+                return False
+            raise
+        stored = head.get("ChecksumSHA256")
+        if head.get("ContentLength") != up.size or not stored:
+            return False
+        stored = stored.split("-", 1)[0]  # a multipart checksum ends in -<parts> (not on moto)
+        if stored == _b64(bytes.fromhex(up.sha256)):
+            return True
+        return up.size >= self._config.multipart_threshold and stored == self._parts_checksum(up)
+
+    def _parts_checksum(self, up: Upload) -> str:
+        """The checksum S3 keeps for `up.path` uploaded in parts with our transfer config."""
+        part_size = ChunksizeAdjuster().adjust_chunksize(self._config.multipart_chunksize, up.size)
+        parts = [hashlib.sha256(part).digest() for part in iter_file(up.path, part_size)]
+        return _b64(hashlib.sha256(b"".join(parts)).digest())
+
     def get_bytes(self, key: str) -> bytes:
         body = self._get_body(key)
         try:
@@ -306,12 +396,13 @@ class S3Store:
         on_done: OnDone = _noop_done,
     ) -> None:
         """Upload all files through one transfer manager; the first failure cancels the rest."""
-        with create_transfer_manager(self._client, self._config) as manager:
+        with create_transfer_manager(self._client, self._config, _RegularFilesOnly()) as manager:
             futures = [
                 manager.upload(
                     str(up.path),
                     self.bucket,
                     self._key(up.key),
+                    extra_args={"ChecksumAlgorithm": "SHA256"},
                     subscribers=[_Subscriber(up.key, up.size, on_bytes, on_done)],
                 )
                 for up in uploads
@@ -332,6 +423,10 @@ class S3Store:
             ]
             for future in futures:
                 future.result()
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode()
 
 
 def _is_not_found(exc: ClientError) -> bool:

@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import dagster as dg
@@ -13,6 +14,8 @@ from evalpipe.core.config import Settings
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.snapshots.assets import snapshot
 from evalpipe_tests.s3_server import TEST_ACCESS_KEY_ID, TEST_SECRET_ACCESS_KEY, moto_s3
+
+ENDPOINT_PASSWORD = "endpoint-password-0042"
 
 
 @pytest.fixture
@@ -29,10 +32,11 @@ def ingested(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
 
 
 def tree_digest(root: Path) -> dict[str, str]:
+    """Every file a snapshot stores: hidden ones (run locks, writes in progress) are left out."""
     return {
         str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
         for p in sorted(root.rglob("*"))
-        if p.is_file()
+        if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts)
     }
 
 
@@ -66,7 +70,7 @@ def test_asset_snapshots_to_s3_and_the_cli_restores_a_byte_identical_tree(
         restored = tmp_path / "restored"
         args = ["snapshots", "--target", s3.url("evalpipe")]
         assert main([*args, "restore", snapshot_id, "--to", str(restored)]) == 0
-        assert main([*args, "verify", snapshot_id]) == 0
+        assert main([*args, "verify", snapshot_id, "--format", "json"]) == 0
         assert main([*args, "list", "--format", "json"]) == 0
         output = capsys.readouterr()
     for name in ("dumps", "lake", "reconstructed"):
@@ -105,3 +109,51 @@ def test_dry_run_stores_nothing(ingested: Settings, capsys) -> None:
     assert main(["snapshot", "--dry-run"]) == 0
     assert "would upload" in capsys.readouterr().out
     assert not (ingested.home / "snapshots").exists()
+
+
+def test_no_snapshot_command_or_asset_run_shows_credentials_of_the_endpoint_url(
+    settings: Settings,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """AWS_ENDPOINT_URL embeds user:password and nothing listens there. Botocore quotes the URL
+    in its "could not connect" error; every snapshot command prints it redacted, and the failed
+    asset run (logs and stored events in the instance) holds no trace of the password either."""
+    for key, value in {
+        "EVALPIPE_HOME": settings.home,
+        "EVALPIPE_DUMPS": settings.dumps,
+        "DAGSTER_HOME": settings.dagster_home,
+        "AWS_ENDPOINT_URL": f"http://evalpipe:{ENDPOINT_PASSWORD}@127.0.0.1:9/",
+        "AWS_ACCESS_KEY_ID": TEST_ACCESS_KEY_ID,
+        "AWS_SECRET_ACCESS_KEY": TEST_SECRET_ACCESS_KEY,
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_MAX_ATTEMPTS": "1",
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+    }.items():
+        monkeypatch.setenv(key, str(value))
+    for key in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL_S3"):
+        monkeypatch.delenv(key, raising=False)
+    target = ["--target", "s3://evalpipe-test/snapshots"]
+    commands = [
+        ["snapshot", *target, "--dry-run"],
+        ["snapshot", *target],
+        ["snapshots", *target, "list"],
+        ["snapshots", *target, "verify"],
+        ["snapshots", *target, "restore", "202503141509", "--to", str(tmp_path / "out")],
+        ["snapshots", *target, "diff", "202503141509", "202503141510"],
+    ]
+    printed = []
+    for argv in commands:
+        assert main(argv) == 1, argv
+        out = capsys.readouterr()
+        assert "http://***@127.0.0.1:9/" in out.err, (argv, out.err)
+        printed += [out.out, out.err]
+    with dg.instance_for_test(temp_dir=str(settings.dagster_home)) as instance:
+        [run] = instance.get_runs()
+        events = [str(event) for event in instance.all_logs(run.run_id)]
+    assert any("http://***@127.0.0.1:9/" in event for event in events)
+    everything = "\n".join([*printed, *events, caplog.text])
+    assert ENDPOINT_PASSWORD not in everything

@@ -2,7 +2,8 @@
 
 `evalpipe snapshot` materializes this same asset through `snapshot_job` on the same instance
 as the daily schedule, so the UI shows every snapshot either way; its dry run calls
-`run_snapshot` directly and records nothing.
+`run_snapshot` directly and records nothing. What the asset logs, records as metadata or raises
+goes through `redact_credentials`: botocore errors quote AWS_ENDPOINT_URL verbatim.
 """
 
 from collections.abc import Callable
@@ -17,12 +18,13 @@ from evalpipe.defs.registry import per_run_keys
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.snapshots.manifests import (
     ProgressEvent,
+    SnapshotError,
     SnapshotResult,
     default_sources,
     snapshot_stats,
     take_snapshot,
 )
-from evalpipe.snapshots.store import SnapshotTarget
+from evalpipe.snapshots.store import SnapshotTarget, redact_credentials
 from evalpipe.storage.lake import Lake
 
 SNAPSHOT_ASSET = "snapshot"
@@ -50,17 +52,25 @@ def run_snapshot(
 
 
 def snapshot_metadata(result: SnapshotResult) -> dict[str, Any]:
-    """What the UI shows for a snapshot (never any credential: the result holds none)."""
+    """What the UI shows for a snapshot, credentials redacted from every text."""
+    uri = redact_credentials(result.uri)
     return {
         "snapshot_id": result.snapshot_id,
-        "uri": dg.MetadataValue.url(result.uri) if result.uri.startswith("s3://") else result.uri,
+        "uri": dg.MetadataValue.url(uri) if uri.startswith("s3://") else uri,
         "files": result.files,
         "bytes_total": result.bytes_total,
         "files_uploaded": result.files_uploaded,
         "bytes_uploaded": result.bytes_uploaded,
         "bytes_reused": result.bytes_reused,
         "duration_s": round(result.duration_s, 2),
+        "skipped": dg.MetadataValue.json([redact_credentials(line) for line in result.skipped]),
     }
+
+
+def _log_progress(context: dg.AssetExecutionContext, event: ProgressEvent) -> None:
+    """Progress at INFO; entries skipped unread at WARNING, so they stand out in the run."""
+    log = context.log.warning if event.stage == "skip" else context.log.info
+    log(redact_credentials(str(event)))
 
 
 def s3_client_for(target: str, s3: S3Resource) -> Any:
@@ -89,13 +99,18 @@ def snapshot(
 ) -> dg.MaterializeResult:
     settings = evalpipe.settings()
     target = config.target or settings.snapshot_target
-    result = run_snapshot(
-        settings,
-        target=target,
-        client=s3_client_for(target, s3),
-        note=config.note,
-        progress=lambda event: context.log.info(str(event)),
-    )
+    try:
+        result = run_snapshot(
+            settings,
+            target=target,
+            client=s3_client_for(target, s3),
+            note=config.note,
+            progress=lambda event: _log_progress(context, event),
+        )
+    except Exception as exc:
+        # Dagster records the raised error and its chain: re-raise a redacted copy, unchained.
+        text = str(exc) if isinstance(exc, SnapshotError) else f"{type(exc).__name__}: {exc}"
+        raise SnapshotError(redact_credentials(text)) from None
     return dg.MaterializeResult(metadata=snapshot_metadata(result))
 
 
