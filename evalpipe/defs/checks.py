@@ -1,5 +1,7 @@
 """Turning a domain `CheckOutcome` into what Dagster records, in one place."""
 
+from typing import Any
+
 import dagster as dg
 
 from evalpipe.defs.metadata import to_metadata
@@ -8,15 +10,18 @@ from evalpipe.integrity.outcome import CheckOutcome
 SEVERITY = {True: dg.AssetCheckSeverity.ERROR, False: dg.AssetCheckSeverity.WARN}
 
 
+def _fields(outcome: CheckOutcome) -> dict[str, Any]:
+    return {
+        "check_name": outcome.check,
+        "passed": outcome.passed,
+        "severity": SEVERITY[outcome.blocking],
+        "description": outcome.description,
+        "metadata": to_metadata(outcome.metadata),
+    }
+
+
 def check_result(asset: dg.AssetKey | str, outcome: CheckOutcome) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=asset,
-        check_name=outcome.check,
-        passed=outcome.passed,
-        severity=SEVERITY[outcome.blocking],
-        description=outcome.description,
-        metadata=to_metadata(outcome.metadata),
-    )
+    return dg.AssetCheckResult(asset_key=asset, **_fields(outcome))
 
 
 def check_evaluation(
@@ -24,12 +29,5 @@ def check_evaluation(
 ) -> dg.AssetCheckEvaluation:
     """A check result for one partition, logged from a step that covers many."""
     return dg.AssetCheckEvaluation(
-        asset_key=asset,
-        check_name=outcome.check,
-        passed=outcome.passed,
-        severity=SEVERITY[outcome.blocking],
-        description=outcome.description,
-        metadata=to_metadata(outcome.metadata),
-        blocking=outcome.blocking,
-        partition=partition,
+        asset_key=asset, blocking=outcome.blocking, partition=partition, **_fields(outcome)
     )
