@@ -36,10 +36,6 @@ class Settings:
         return self.home / "warehouse.duckdb"
 
     @property
-    def reconstructed(self) -> Path:
-        return self.home / "reconstructed"
-
-    @property
     def reports(self) -> Path:
         return self.home / "reports"
 

@@ -55,9 +55,5 @@ class EvalpipeHome(dg.ConfigurableResource):
     def warehouse_path(self) -> Path:
         return self.home_path / "warehouse.duckdb"
 
-    @property
-    def reconstructed_path(self) -> Path:
-        return self.home_path / "reconstructed"
-
     def run_dir(self, run_id: str) -> Path:
         return self.dumps_path / run_id

@@ -209,12 +209,9 @@ class _LocalFile:
 
 
 def default_sources(settings: Settings) -> dict[str, Path]:
-    """What a snapshot contains: everything needed to rebuild the warehouse."""
-    return {
-        "dumps": settings.dumps,
-        "lake": settings.lake,
-        "reconstructed": settings.reconstructed,
-    }
+    """What a snapshot contains: everything needed to rebuild the warehouse (the lake holds
+    the reconstructed artifacts too)."""
+    return {"dumps": settings.dumps, "lake": settings.lake}
 
 
 def snapshot_stats(lake: Lake) -> dict[str, Any]:

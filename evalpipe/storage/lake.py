@@ -4,6 +4,8 @@ Layout under the lake root:
 
     <table>/run_id=<key>/<version>.parquet   one file per table and version of a run, never
                                              overwritten
+    artifacts/run_id=<key>/<version>/        files a source rebuilds for a run (OLMES: per-task
+                                             -metrics.json / -config.json), versioned alike
     _runs/<key>.json                         the run's commit record: for each table, the file
                                              that holds the run's rows now
     derived/<table>.parquet                  tables computed across runs (leaderboards)
@@ -21,6 +23,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import shutil
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -68,6 +71,12 @@ class Lake:
     def record_path(self, run_id: str) -> Path:
         return self.root / RECORDS_DIR / f"{partition_key(run_id)}.json"
 
+    def artifacts_dir(self, run_id: str) -> Path | None:
+        """The run's committed artifact files, if its current version has any."""
+        record = self.record(run_id)
+        artifacts = record and record.get("artifacts")
+        return self.root / artifacts if artifacts else None
+
     def record(self, run_id: str) -> dict | None:
         """The run's commit record, or None when nothing of it was ever committed."""
         path = self.record_path(run_id)
@@ -109,6 +118,7 @@ class Lake:
         return StagedPartitions(
             self,
             run_id,
+            self.root / "artifacts" / f"run_id={partition_key(run_id)}" / version,
             {
                 table: PartitionWriter(
                     self.run_dir(table, run_id) / f"{version}.parquet",
@@ -154,11 +164,14 @@ class Lake:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
 
-    def _commit(self, run_id: str, writers: dict[str, PartitionWriter]) -> None:
-        """Publish the finished `writers` as version files and point the run's record at them,
-        keeping its other tables; then delete the run's files that neither the new record nor
-        the previous one names (all under the run's lock, so no committer deletes another's
-        files before they are recorded)."""
+    def _commit(
+        self, run_id: str, writers: dict[str, PartitionWriter], artifacts: Path | bool | None
+    ) -> None:
+        """Publish the finished `writers` as version files and point the run's record at them
+        (and at `artifacts`, a finished directory, or at none when it is None; False keeps the
+        current ones), keeping its other tables; then delete the run's files that neither the
+        new record nor the previous one names (all under the run's lock, so no committer
+        deletes another's files before they are recorded)."""
         with self._run_lock(run_id):
             for writer in writers.values():
                 writer.publish()
@@ -171,13 +184,21 @@ class Lake:
                 "tables": dict(sorted(tables.items())),
                 "committed_at": datetime.now(timezone.utc).isoformat(),
             }
+            if artifacts is False:
+                artifacts = self.artifacts_dir(run_id)
+            if artifacts:
+                record["artifacts"] = str(artifacts.relative_to(self.root))
             with atomic_path(self.record_path(run_id)) as tmp:
                 tmp.write_text(json.dumps(record, indent=1, ensure_ascii=False))
-            keep = {self.root / f for f in [*tables.values(), *previous["tables"].values()]}
-            for table in files:
-                for old in self.run_dir(table, run_id).glob("*.parquet"):
-                    if old not in keep:
-                        old.unlink(missing_ok=True)
+            named = [*tables.values(), *previous["tables"].values()]
+            named += [r["artifacts"] for r in (record, previous) if r.get("artifacts")]
+            keep = {self.root / f for f in named}
+            for old in [
+                *(p for t in files for p in self.run_dir(t, run_id).glob("*.parquet")),
+                *(self.root / "artifacts" / f"run_id={partition_key(run_id)}").glob("[!.]*"),
+            ]:
+                if old not in keep:
+                    shutil.rmtree(old) if old.is_dir() else old.unlink(missing_ok=True)
 
     def derived_file(self, table: str) -> Path:
         """Unpartitioned tables computed across runs (leaderboards) live beside the run tables."""
@@ -281,10 +302,18 @@ class StagedPartitions:
     `with` block without `commit()` discards every file of the version.
     """
 
-    def __init__(self, lake: Lake, run_id: str, writers: dict[str, PartitionWriter]) -> None:
+    def __init__(
+        self,
+        lake: Lake,
+        run_id: str,
+        artifacts_dir: Path,
+        writers: dict[str, PartitionWriter],
+    ) -> None:
         self.lake = lake
         self.run_id = run_id
+        self.artifacts_dir = artifacts_dir
         self.writers = writers
+        self._artifacts: Path | bool | None = False
         self._committed = False
 
     def __enter__(self) -> StagedPartitions:
@@ -318,13 +347,31 @@ class StagedPartitions:
         writer.finish()
         return pq.read_table(writer.staged, columns=columns)
 
+    def write_artifacts(self, files: dict[str, bytes]) -> None:
+        """Stage the run's artifact files (none: the version has no artifacts), written and
+        synced now, published with the tables by `commit()`."""
+        if not files:
+            self._artifacts = None
+            return
+        staging = partial_path(self.artifacts_dir)
+        staging.mkdir(parents=True)
+        for name, data in files.items():
+            path = staging / name
+            if path.parent != staging:
+                raise ValueError(f"artifact name {name!r} would leave its directory")
+            path.write_bytes(data)
+            fsync_path(path)
+        fsync_path(staging)
+        staging.rename(self.artifacts_dir)
+        self._artifacts = self.artifacts_dir
+
     def commit(self, tables: Iterable[str] | None = None) -> None:
-        """Publish the staged version of `tables` (default: all), in one record swap; the other
-        staged tables are discarded."""
+        """Publish the staged version of `tables` (default: all) and of the artifacts, in one
+        record swap; the other staged tables are discarded."""
         chosen = sorted(set(self.writers if tables is None else tables))
         for table in chosen:
             self.writer(table).finish()
-        self.lake._commit(self.run_id, {t: self.writers[t] for t in chosen})
+        self.lake._commit(self.run_id, {t: self.writers[t] for t in chosen}, self._artifacts)
         self._committed = True
         for table, writer in self.writers.items():
             if table not in chosen:
@@ -339,3 +386,5 @@ class StagedPartitions:
             writer.discard()
             if not self._committed:
                 writer.target.unlink(missing_ok=True)
+        if not self._committed and isinstance(self._artifacts, Path):
+            shutil.rmtree(self._artifacts, ignore_errors=True)

@@ -174,3 +174,27 @@ def test_json_text_columns_are_written_without_dictionary_or_statistics(tmp_path
     assert not any("DICTIONARY" in e for e in columns["metrics"].encodings)
     assert columns["doc_id"].statistics.has_min_max and columns["doc_id"].statistics.max == 99
     assert any("DICTIONARY" in e for e in columns["task_name"].encodings)
+
+
+def test_artifacts_are_published_with_the_tables_and_replaced_whole(tmp_path: Path) -> None:
+    lake = Lake(tmp_path / "lake")
+    for files in ({"a.json": b"1", "b.json": b"2"}, {"c.json": b"3"}):
+        with lake.stage(RUN, ["task_metrics"]) as staged:
+            staged.write("task_metrics", pa.Table.from_pylist([], SCHEMAS["task_metrics"]))
+            staged.write_artifacts(files)
+            assert lake.artifacts_dir(RUN) != staged.artifacts_dir, "invisible before the commit"
+            staged.commit()
+        current = lake.artifacts_dir(RUN)
+        assert {p.name: p.read_bytes() for p in current.iterdir()} == files
+    with lake.stage(RUN, ["task_metrics"]) as staged:
+        staged.write("task_metrics", pa.Table.from_pylist([], SCHEMAS["task_metrics"]))
+        staged.write_artifacts({})
+        staged.commit()
+    assert lake.artifacts_dir(RUN) is None
+    with pytest.raises(RuntimeError), lake.stage(RUN, ["task_metrics"]) as staged:
+        staged.write_artifacts({"d.json": b"4"})
+        raise RuntimeError("crash before the commit")
+    assert lake.artifacts_dir(RUN) is None
+    assert not [
+        p for p in staged.artifacts_dir.parent.glob("*") if "d.json" in str(list(p.iterdir()))
+    ]

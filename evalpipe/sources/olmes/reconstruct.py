@@ -1,21 +1,18 @@
 """Rebuild the per-task `-metrics.json` / `-config.json` that old dumps lack, and audit new ones.
 
 `metrics-all.jsonl` is sufficient: a task's `-metrics.json` is byte for byte its line, and its
-`-config.json` is the line's `task_config`. Files the dump lacks are written under
-`reconstructed/<run_id>/` with oe-eval's names; files it has are compared (metrics by bytes,
-config as JSON) and every difference is reported. The source dump is never written.
+`-config.json` is the line's `task_config`. Files the dump lacks are planned here with oe-eval's
+names (the ingest commits them with the run's tables, under the lake's `artifacts/`); files it
+has are compared (metrics by bytes, config as JSON) and every difference is reported. The
+source dump is never written.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from evalpipe.core.atomic import fsync_path, partial_path, replace_durably
 from evalpipe.sources.olmes.reader import RunRecords, TaskRecord
 
 CONFIG_INDENT = 2
@@ -115,33 +112,3 @@ def plan_reconstruction(run: RunRecords) -> tuple[dict[str, bytes], Reconstructi
             if mismatch is not None:
                 report.mismatches.append(mismatch)
     return files, report
-
-
-def write_reconstruction(target: Path, files: dict[str, bytes]) -> None:
-    """Replace `target` with exactly `files`: built and synced beside the old one first, then
-    swapped in by renames, so a reader or a crash sees the old set or the new one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = partial_path(target)
-    staging.mkdir()
-    try:
-        for name, data in files.items():
-            (staging / name).write_bytes(data)
-            fsync_path(staging / name)
-        fsync_path(staging)
-        retired = target.with_name(f".{target.name}.{uuid.uuid4().hex}.old")
-        if target.exists():
-            os.replace(target, retired)
-        replace_durably(staging, target)
-        shutil.rmtree(retired, ignore_errors=True)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def reconstruct_run(run: RunRecords, target: Path) -> ReconstructionReport:
-    """Write the missing per-task files of one run under `target`; report the mismatches."""
-    files, report = plan_reconstruction(run)
-    if files:
-        write_reconstruction(target, files)
-    elif target.exists():
-        shutil.rmtree(target)
-    return report

@@ -10,7 +10,6 @@ version stays as it was, and the rest of the batch goes on.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -57,7 +56,6 @@ from evalpipe.sources.olmes.reader import (
 from evalpipe.sources.olmes.reconstruct import (
     ReconstructionReport,
     plan_reconstruction,
-    write_reconstruction,
 )
 from evalpipe.sources.olmes.tables import (
     RunTables,
@@ -108,7 +106,8 @@ ASSETS = (
     TableAsset(
         "reconstructed_artifacts",
         "Per-task -metrics.json / -config.json rebuilt from metrics-all.jsonl where the dump "
-        "lacks them (reconstructed/<run_id>/); where it has them, every difference is reported.",
+        "lacks them, committed with the run's tables (lake/artifacts/run_id=<key>/<version>/, "
+        "named by the run's commit record); where it has them, every difference is reported.",
         kinds=frozenset({"json"}),
     ),
 )
@@ -194,9 +193,9 @@ class OlmesSource:
                     yield scan.run_id, exc
                     continue
                 if sum(r.rows for r in group) >= CHECK_GROUP_ROWS or len(group) >= CHECK_GROUP_RUNS:
-                    yield from _check_and_commit(group, settings, suites, lake)
+                    yield from _check_and_commit(group, suites, lake)
                     group = []
-            yield from _check_and_commit(group, settings, suites, lake)
+            yield from _check_and_commit(group, suites, lake)
         finally:
             for run in group:
                 run.staged.discard()
@@ -241,7 +240,7 @@ def _stage(scan: RunScan, root: Path, lake: Lake, progress: Progress) -> _Staged
 
 
 def _check_and_commit(
-    group: list[_StagedRun], settings: Settings, suites: dict, lake: Lake
+    group: list[_StagedRun], suites: dict, lake: Lake
 ) -> Iterator[tuple[str, RunResult | Exception]]:
     """Check a group of staged runs together, then commit each with its checks and status."""
     if not group:
@@ -268,7 +267,6 @@ def _check_and_commit(
     share = (time.perf_counter() - started) / len(group)
     for run, run_checks in zip(group, checks, strict=True):
         run_id = run.scan.run_id
-        target = settings.reconstructed / run_id
         try:
             published = _published_status(lake, run_id)
             checked_at = datetime.now(timezone.utc)
@@ -282,10 +280,7 @@ def _check_and_commit(
             run.staged.write("run_checks", checks_table(run_id, run_checks, checked_at))
             run.staged.write("run_status", status)
             if publishes_new_version(run_checks, published):
-                if run.artifacts:
-                    write_reconstruction(target, run.artifacts)
-                elif target.exists():
-                    shutil.rmtree(target)
+                run.staged.write_artifacts(run.artifacts)
                 run.staged.commit()
             else:
                 run.staged.commit(["run_checks", "run_status"])
@@ -293,7 +288,7 @@ def _check_and_commit(
             run.staged.discard()
             yield run_id, exc
             continue
-        yield run_id, _result(run, run_checks, lake, target, run.seconds + share)
+        yield run_id, _result(run, run_checks, lake, run.seconds + share)
 
 
 def _refuse_shrinking(
@@ -342,9 +337,7 @@ def _record_failure(lake: Lake, scan: RunScan, exc: Exception) -> None:
         lake.write("run_status", scan.run_id, table)
 
 
-def _result(
-    run: _StagedRun, checks: list[RunCheck], lake: Lake, target: Path, seconds: float
-) -> RunResult:
+def _result(run: _StagedRun, checks: list[RunCheck], lake: Lake, seconds: float) -> RunResult:
     """What the UI shows for one committed run."""
     run_id, records, tables = run.scan.run_id, run.records, run.tables
     status, reason = run_status(checks)
@@ -399,7 +392,7 @@ def _result(
         "task_metrics": table(tables.task_metrics.num_rows, "task_metrics"),
         "task_choices": table(run.choices.num_rows, "task_choices"),
         "reconstructed_artifacts": {
-            "path": target,
+            "path": lake.artifacts_dir(run_id) or "(none: the dump has every per-task file)",
             "files_written": len(run.reconstruction.written),
             "files_compared": run.reconstruction.compared,
             "mismatches": len(run.reconstruction.mismatches),

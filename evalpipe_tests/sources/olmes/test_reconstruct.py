@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 from evalpipe.sources.olmes.reader import read_run
-from evalpipe.sources.olmes.reconstruct import reconstruct_run, task_file_name
+from evalpipe.sources.olmes.reconstruct import plan_reconstruction, task_file_name
 from evalpipe_tests.conftest import is_old_format, run_dirs_where
 
 
@@ -20,9 +20,8 @@ def test_an_old_format_run_gets_byte_identical_metrics_files(dumps: Path, tmp_pa
         (new_format / name).unlink()
     source_before = snapshot(new_format)
 
-    report = reconstruct_run(read_run(new_format), tmp_path / "out")
+    rebuilt, report = plan_reconstruction(read_run(new_format))
 
-    rebuilt = snapshot(tmp_path / "out")
     assert {n: b for n, b in rebuilt.items() if n.endswith("-metrics.json")} == originals
     assert {n: json.loads(b) for n, b in rebuilt.items() if n.endswith("-config.json")} == configs
     assert sorted(report.written) == sorted([*originals, *configs])
@@ -43,9 +42,9 @@ def test_a_new_format_run_is_compared_and_differences_are_reported(
     config["num_shots"] = 99
     config_file.write_text(json.dumps(config))
 
-    report = reconstruct_run(read_run(run_dir), tmp_path / "out")
+    files, report = plan_reconstruction(read_run(run_dir))
 
-    assert report.written == [] and not (tmp_path / "out").exists()
+    assert report.written == [] and files == {}
     assert report.compared == 2 * len(list(run_dir.glob("task-*-metrics.json")))
     assert [(m.kind, m.path) for m in report.mismatches] == [
         ("metrics.json", metrics_file),
@@ -61,17 +60,7 @@ def test_config_files_written_with_other_whitespace_are_not_mismatches(
     run_dir = run_dirs_where(dumps, lambda d: not is_old_format(d))[0]
     for path in run_dir.glob("task-*-config.json"):
         path.write_text(json.dumps(json.loads(path.read_bytes()), separators=(",", ":")))
-    assert reconstruct_run(read_run(run_dir), tmp_path / "out").mismatches == []
-
-
-def test_reconstruction_replaces_the_previous_output_whole(dumps: Path, tmp_path: Path) -> None:
-    run_dir = run_dirs_where(dumps, is_old_format)[0]
-    target = tmp_path / "out"
-    target.mkdir()
-    (target / "stale-file.json").write_text("{}")
-    report = reconstruct_run(read_run(run_dir), target)
-    assert sorted(p.name for p in target.iterdir()) == sorted(report.written)
-    assert [p.name for p in tmp_path.iterdir() if p.name != "dumps"] == ["out"]
+    assert plan_reconstruction(read_run(run_dir))[1].mismatches == []
 
 
 def test_task_names_with_slashes_or_dots_are_written_inside_the_run_directory() -> None:
