@@ -98,7 +98,16 @@ class Lake:
     def files(self, table: str) -> list[Path]:
         """The committed file of every run that has `table`, in run id order."""
         self.table_dir(table)
-        return [self.root / r["tables"][table] for r in self.records() if table in r["tables"]]
+        return self.committed_files().get(table, [])
+
+    def committed_files(self) -> dict[str, list[Path]]:
+        """Table → the committed file of every run that has it, from one read of the records
+        (what the warehouse lists in its views)."""
+        files: dict[str, list[Path]] = {}
+        for record in self.records():
+            for table, path in record["tables"].items():
+                files.setdefault(table, []).append(self.root / path)
+        return files
 
     def has_data(self, table: str) -> bool:
         return bool(self.files(table))

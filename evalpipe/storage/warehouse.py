@@ -42,10 +42,9 @@ def sql_identifier(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def table_source(lake: Lake, table: str) -> str:
+def table_source(table: str, files: list[Path]) -> str:
     """A SQL relation for a lake table: its Parquet files, or an empty relation of its schema
     while no run has written it (so queries and views work on an empty lake)."""
-    files = lake.files(table)
     if files:
         # Exactly the committed files: a run's new version appears whole when its commit record
         # is swapped and the warehouse rebuilt, never half written.
@@ -57,20 +56,21 @@ def table_source(lake: Lake, table: str) -> str:
     return f"(SELECT {columns} WHERE false)"
 
 
-def runs_with_status_sql(lake: Lake) -> str:
+def runs_with_status_sql(files: dict[str, list[Path]]) -> str:
     """`runs` with each run's quarantine status: `ok`, `quarantined` (a blocking check failed) or
-    `unchecked` (no check result yet). Only `ok` runs count in anything aggregated across runs."""
+    `unchecked` (no check result yet), over the committed `files` (`Lake.committed_files`). Only
+    `ok` runs count in anything aggregated across runs."""
     return (
         "SELECT r.*, coalesce(s.status, 'unchecked') AS status, s.status_reason, "
         "s.checked_at AS status_checked_at, s.attempt_status, s.attempt_reason "
-        f"FROM {table_source(lake, 'runs')} AS r "
-        f"LEFT JOIN {table_source(lake, 'run_status')} AS s USING (run_id)"
+        f"FROM {table_source('runs', files.get('runs', []))} AS r "
+        f"LEFT JOIN {table_source('run_status', files.get('run_status', []))} AS s USING (run_id)"
     )
 
 
 def read_runs_with_status(lake: Lake) -> pd.DataFrame:
     with duckdb.connect() as con:
-        return con.execute(runs_with_status_sql(lake)).df()
+        return con.execute(runs_with_status_sql(lake.committed_files())).df()
 
 
 @dataclass(frozen=True)
@@ -83,8 +83,9 @@ def build_warehouse(lake: Lake, path: Path) -> WarehouseBuild:
     """Write a fresh warehouse with one view per lake table and per derived table (`runs`
     carrying each run's status) and return the row count behind each. The views list the
     committed files, so they show each run's tables as one version."""
-    views = {table: f"SELECT * FROM {table_source(lake, table)}" for table in SCHEMAS}
-    views["runs"] = runs_with_status_sql(lake)
+    files = lake.committed_files()
+    views = {t: f"SELECT * FROM {table_source(t, files.get(t, []))}" for t in SCHEMAS}
+    views["runs"] = runs_with_status_sql(files)
     for table in lake.derived_tables():
         views[table] = f"SELECT * FROM read_parquet({sql_literal(str(lake.derived_file(table)))})"
     counts: dict[str, int] = {}
