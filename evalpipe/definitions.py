@@ -10,6 +10,7 @@ from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
 from evalpipe.core.config import Settings, load_settings
+from evalpipe.defs.instance_storage import relax_sqlite_sync
 from evalpipe.defs.leaderboards.assets import (
     leaderboard_integrity_checks,
     leaderboard_report,
@@ -19,6 +20,8 @@ from evalpipe.defs.registry import SOURCE_DEFS
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.snapshots.assets import daily_snapshot, snapshot, snapshot_job
 from evalpipe.defs.warehouse.assets import warehouse, warehouse_views_match_lake
+
+relax_sqlite_sync()  # in every process that loads these definitions: the CLI, code server, runs
 
 REFRESH_JOB = "refresh_downstream"
 DOWNSTREAM_GROUPS = ("leaderboards", "warehouse")

@@ -23,6 +23,8 @@ import pyarrow.compute as pc
 from evalpipe.core.config import Settings
 from evalpipe.core.inventory import RootScan, RunInventory, RunScan
 from evalpipe.core.jsonl import DumpFormatError
+from evalpipe.core.memory import release_memory
+from evalpipe.integrity.gx_suites import prepare_in_background
 from evalpipe.results.status import (
     RunCheck,
     checks_table,
@@ -183,6 +185,7 @@ class OlmesSource:
     ) -> Iterator[tuple[str, RunResult | Exception]]:
         lake = Lake(settings.lake)
         suites = load_suites(settings.suites_file)
+        prepare_in_background()  # GX's import overlaps the first runs' reading and writing
         group: list[_StagedRun] = []
         try:
             for scan in scans:
@@ -245,6 +248,7 @@ def _check_and_commit(
     """Check a group of staged runs together, then commit each with its checks and status."""
     if not group:
         return
+    release_memory()  # what staging freed, before the checks' frames are read
     started = time.perf_counter()
     try:
         checks = evaluate_runs(
