@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import duckdb
 
 from evalpipe.cli import checks, ingest, query, snapshots
+from evalpipe.core.config import ScannerUnavailable
 from evalpipe.storage.warehouse import WarehouseMissing
 
 AREAS = (ingest, checks, query, snapshots)
@@ -52,10 +53,10 @@ class VersionAction(argparse.Action):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except WarehouseMissing as exc:
+    except (WarehouseMissing, ScannerUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (duckdb.Error, ValueError) as exc:

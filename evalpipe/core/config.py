@@ -67,6 +67,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     )
 
 
+class ScannerUnavailable(ImportError):
+    """`EVALPIPE_SCANNER` insists on a scanner this install does not have."""
+
+
 def load_scanner_choice(env: Mapping[str, str] | None = None) -> str:
     """`EVALPIPE_SCANNER`: which instance-line scanner to use. `auto` (the default) takes the C
     extension when `pip install` could build it, else the pure-Python one; `c` insists on the
