@@ -6,10 +6,16 @@ so their lineage and their work cover every registered source.
 
 from evalpipe.defs.olmes.definitions import OLMES_DEFS
 from evalpipe.defs.sources import SourceDefs
+from evalpipe.defs.vmeval.definitions import VMEVAL_DEFS
 
-SOURCE_DEFS: tuple[SourceDefs, ...] = (OLMES_DEFS,)
+SOURCE_DEFS: tuple[SourceDefs, ...] = (OLMES_DEFS, VMEVAL_DEFS)
 
 
 def per_run_keys(names: list[str] | None = None) -> list:
     """Asset keys of every source's per-run assets (only those named `names`, if given)."""
     return [key for defs in SOURCE_DEFS for key in defs.asset_keys(names)]
+
+
+def downstream_keys() -> list:
+    """Asset keys of what sources derive across their runs (the warehouse lists them too)."""
+    return [key for defs in SOURCE_DEFS for key in defs.downstream_keys()]
