@@ -13,6 +13,7 @@ from evalpipe.core.config import Settings, load_settings
 from evalpipe.definitions import build_definitions
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.runner import ingest
+from evalpipe.defs.sources import range_tags
 from evalpipe.defs.vmeval.definitions import VMEVAL_DEFS
 from evalpipe.sources.vmeval.rates import wilson_interval
 from evalpipe.sources.vmeval.samples import generate_datasets
@@ -123,3 +124,39 @@ def test_ingest_fills_the_tables_with_exactly_the_valid_rows(vm_settings: Settin
     assert [tuple(r) for r in agreement] == [
         ("gpt4o-eval", "human-eval", sum(e[0] for e in expected.values()))
     ]
+
+
+def test_a_root_that_turns_bad_keeps_its_published_version_and_fails_alone(
+    vm_settings: Settings,
+) -> None:
+    lake = Lake(vm_settings.lake)
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(vm_settings)
+        ingest(defs, vm_settings, instance, progress=lambda m: None)
+        before = lake.read("vm_evaluations", "vmeval:lab0/v1")
+        bad = next((vm_settings.datasets / "lab0/v1/evaluations/human-eval").glob("*/*/*/*/*.json"))
+        bad.write_text('{"result": {"solution_correctness_score": 9}}')
+        shutil.rmtree(vm_settings.datasets / "lab1/v1/questions")
+        report = ingest(defs, vm_settings, instance, progress=lambda m: None)
+        assert [(o.run_id, o.quarantined) for o in report.outcomes] == [("lab0/v1", True)]
+    assert lake.read("vm_evaluations", "vmeval:lab0/v1").equals(before)
+    status = lake.read("run_status", "vmeval:lab0/v1").to_pylist()[0]
+    assert (status["status"], status["attempt_status"]) == ("ok", "quarantined")
+    assert "invalid_score: 1" in status["attempt_reason"]
+    assert lake.read("vm_questions", "vmeval:lab1/v1").num_rows == 15, "nothing deleted"
+
+
+def test_a_vanished_data_root_fails_alone_in_a_batch(vm_settings: Settings) -> None:
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("vmeval_datasets", ["gone", "lab0/v1"])
+        result = dg.materialize(
+            [VMEVAL_DEFS.assets],
+            instance=instance,
+            tags=range_tags("gone", "lab0/v1", 2),
+            resources={"evalpipe": EvalpipeHome.from_settings(vm_settings)},
+            raise_on_error=False,
+        )
+        assert not result.success
+        key = dg.AssetKey(["vmeval", "vm_questions"])
+        assert instance.get_materialized_partitions(key) == {"lab0/v1"}
+    assert Lake(vm_settings.lake).read("vm_questions", "vmeval:lab0/v1").num_rows == 15
