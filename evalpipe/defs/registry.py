@@ -19,3 +19,9 @@ def per_run_keys(names: list[str] | None = None) -> list:
 def downstream_keys() -> list:
     """Asset keys of what sources derive across their runs (the warehouse lists them too)."""
     return [key for defs in SOURCE_DEFS for key in defs.downstream_keys()]
+
+
+def report_sections(lake) -> list[str]:
+    """Each source's section of the report page, in registration order (empty ones left out)."""
+    sections = [d.report_section(lake) for d in SOURCE_DEFS if d.report_section]
+    return [s for s in sections if s]

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -32,6 +32,7 @@ from evalpipe.defs.ingest_state import FAILED, Attempt, pending_scans, record_at
 from evalpipe.defs.metadata import to_metadata
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.sources.base import CheckSpec, RunResult, Source
+from evalpipe.storage.lake import Lake
 
 RUN_STATUS = "run_status"
 FILE_PROGRESS = logging.getLogger("evalpipe.ingest")
@@ -99,6 +100,8 @@ class SourceDefs:
     sensor: dg.SensorDefinition
     downstream: dg.Definitions | None = None
     """What the source derives across its runs (VMEvalKit success rates), if anything."""
+    report_section: Callable[[Lake], str] | None = None
+    """The source's section of the report page (HTML; "" for none yet), if it has one."""
 
     def definitions(self) -> dg.Definitions:
         own = dg.Definitions(assets=[self.assets], jobs=[self.job], sensors=[self.sensor])
@@ -115,7 +118,11 @@ class SourceDefs:
         return [asset_key(self.source.name, n) for n in have if names is None or n in names]
 
 
-def build_source_defs(source: Source, downstream: dg.Definitions | None = None) -> SourceDefs:
+def build_source_defs(
+    source: Source,
+    downstream: dg.Definitions | None = None,
+    report_section: Callable[[Lake], str] | None = None,
+) -> SourceDefs:
     unit = getattr(source, "partition_unit", "runs")
     partitions = dg.DynamicPartitionsDefinition(name=partitions_name(source.name, unit))
     group = ingest_group(source.name)
@@ -252,7 +259,7 @@ def build_source_defs(source: Source, downstream: dg.Definitions | None = None) 
             cursor=cursor,
         )
 
-    return SourceDefs(source, partitions, ingest_runs, job, sensor, downstream)
+    return SourceDefs(source, partitions, ingest_runs, job, sensor, downstream, report_section)
 
 
 def _fail(

@@ -118,6 +118,12 @@ def test_ingest_fills_the_tables_with_exactly_the_valid_rows(vm_settings: Settin
     for _model, scored, _skipped, wins, rate, low, high in rows:
         assert rate == pytest.approx(wins / scored)
         assert (low, high) == tuple(pytest.approx(v) for v in wilson_interval(wins, scored))
+    page = (vm_settings.reports / "leaderboard.html").read_text()
+    section = page[page.index('<section id="vmeval">') :]
+    domains = {"chess", "maze", "sudoku", "mirror_clock", "arc_agi_2"}
+    charts = section.count('<svg class="chart"')
+    assert charts == len(domains) + 1, "one chart per domain, plus all domains"
+    assert all(f"<h3>{d}</h3>" in section for d in domains)
     _, agreement = query(
         vm_settings.warehouse, "SELECT evaluator_a, evaluator_b, n FROM vm_evaluator_agreement"
     )

@@ -13,7 +13,9 @@ from evalpipe.sources.vmeval.rates import (
     healthy_evaluations,
     success_rates,
 )
+from evalpipe.sources.vmeval.report import success_rates_section
 from evalpipe.sources.vmeval.source import VMEVAL
+from evalpipe.storage.lake import Lake
 from evalpipe.storage.warehouse import read_runs_with_status
 
 DERIVED = {
@@ -59,5 +61,14 @@ def vm_results(evalpipe: EvalpipeHome):
         )
 
 
-VMEVAL_DEFS = build_source_defs(VMEVAL, downstream=dg.Definitions(assets=[vm_results]))
+def report_section(lake: Lake) -> str:
+    """The success-rates section of the report page, once the rates exist."""
+    if "vm_success_rates" not in lake.derived_tables():
+        return ""
+    return success_rates_section(lake.read_derived("vm_success_rates").to_pandas())
+
+
+VMEVAL_DEFS = build_source_defs(
+    VMEVAL, downstream=dg.Definitions(assets=[vm_results]), report_section=report_section
+)
 DERIVED_KEYS = [dg.AssetKey(name) for name in DERIVED]
