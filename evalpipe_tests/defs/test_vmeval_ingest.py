@@ -166,3 +166,22 @@ def test_a_vanished_data_root_fails_alone_in_a_batch(vm_settings: Settings) -> N
         key = dg.AssetKey(["vmeval", "vm_questions"])
         assert instance.get_materialized_partitions(key) == {"lab0/v1"}
     assert Lake(vm_settings.lake).read("vm_questions", "vmeval:lab0/v1").num_rows == 15
+
+
+def test_a_data_root_that_lost_files_fails_naming_them_and_keeps_its_tables(
+    vm_settings: Settings,
+) -> None:
+    lake = Lake(vm_settings.lake)
+    with dg.instance_for_test() as instance:
+        defs = build_definitions(vm_settings)
+        ingest(defs, vm_settings, instance, progress=lambda m: None)
+        before = lake.read("vm_evaluations", "vmeval:lab0/v1")
+        shutil.rmtree(vm_settings.datasets / "lab0/v1/evaluations/gpt4o-eval")
+        report = ingest(defs, vm_settings, instance, progress=lambda m: None)
+    (failed,) = report.failed
+    assert failed.run_id == "lab0/v1"
+    assert "files disappeared since the last ingest" in failed.errors[0]
+    assert "evaluations/gpt4o-eval/" in failed.errors[0]
+    assert lake.read("vm_evaluations", "vmeval:lab0/v1").equals(before)
+    status = lake.read("run_status", "vmeval:lab0/v1").to_pylist()[0]
+    assert (status["status"], status["attempt_status"]) == ("ok", "failed")

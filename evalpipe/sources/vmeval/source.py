@@ -116,11 +116,12 @@ def _ingest_one(scan: RunScan, lake: Lake, progress: Progress) -> RunResult:
     dataset, data_root = scan.run_id, scan.inventory.run_dir
     files = inventory(data_root)
     files.refuse_problems()
+    run_id = lake_run_id(dataset)
+    _refuse_lost_files(lake, run_id, files)
     progress(f"{dataset}: validating {len(files.files)} files")
     data = read_data_root(data_root, dataset)
     tables = build_tables(data)
     checks = evaluate(tables, data.log.issues)
-    run_id = lake_run_id(dataset)
     published = published_status(lake, run_id)
     now = datetime.now(timezone.utc)
     with lake.stage(run_id, RUN_TABLES) as staged:
@@ -183,6 +184,25 @@ def _ingest_one(scan: RunScan, lake: Lake, progress: Progress) -> RunResult:
         warnings=warnings,
         seconds=time.perf_counter() - started,
     )
+
+
+def _refuse_lost_files(lake: Lake, run_id: str, files: RunInventory) -> None:
+    """A data root that lost files since its published version is an error, not an update:
+    deleted outputs or evaluations would silently drop stored rows (deleting on purpose is the
+    retention jobs' work)."""
+    record = lake.record(run_id)
+    if record is None or "run_files" not in record["tables"]:
+        return
+    before = lake.read("run_files", run_id).column("name").to_pylist()
+    lost = sorted(set(before) - {f.name for f in files.files})
+    if lost:
+        shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+        raise DumpFormatError(
+            files.run_dir,
+            None,
+            f"{len(lost)} files disappeared since the last ingest ({shown}); the published "
+            "version is kept",
+        )
 
 
 def _area(name: str) -> str:
