@@ -50,7 +50,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if not root.is_dir():
         print(f"error: {root} is not a directory", file=sys.stderr)
         return 2
-    data = read_data_root(root, root.resolve().name)
+    data = read_data_root(root, _dataset_name(root))
     issues = data.log.issues
     if args.format == "json":
         print(json.dumps([i.as_dict() for i in issues], ensure_ascii=False, indent=2))
@@ -64,6 +64,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 1 if data.log.errors else 0
+
+
+def _dataset_name(root: Path) -> str:
+    """The data root's key below EVALPIPE_DATASETS when it is there (as the tables name it),
+    else its directory name."""
+    resolved, datasets = root.resolve(), load_settings().datasets
+    if resolved != datasets and resolved.is_relative_to(datasets):
+        return resolved.relative_to(datasets).as_posix()
+    return resolved.name
 
 
 def cmd_success_rates(args: argparse.Namespace) -> int:

@@ -81,3 +81,11 @@ def test_success_rates_and_agreement_after_ingest(
     (pair,) = json.loads(capsys.readouterr().out)
     assert (pair["evaluator_a"], pair["evaluator_b"]) == ("gpt4o-eval", "human-eval")
     assert 0 < pair["n"] <= sum(r["n_scored"] for r in overall)
+
+
+def test_validate_names_a_root_below_evalpipe_datasets_by_its_key(
+    roots: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    monkeypatch.setenv("EVALPIPE_DATASETS", str(roots))
+    assert main(["validate", str(roots / "lab0" / "v1"), "--format", "json"]) == 0
+    assert {i["dataset"] for i in json.loads(capsys.readouterr().out)} == {"lab0/v1"}

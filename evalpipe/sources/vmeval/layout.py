@@ -63,7 +63,10 @@ def inventory(data_root: Path) -> RunInventory:
             problems.append(f"{directory}: cannot list: {exc.strerror or exc}")
             continue
         for entry in listed:
-            st = entry.stat(follow_symlinks=False)
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:  # removed since the listing
+                continue
             if stat.S_ISDIR(st.st_mode):
                 pending.append(Path(entry.path))
             elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):

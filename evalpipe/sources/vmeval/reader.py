@@ -34,6 +34,7 @@ UNSCORED_STATUSES = ("skipped", "failed")
 VIDEO_SUFFIXES = (".mp4", ".webm", ".avi", ".mov")
 RUN_TIMESTAMP = re.compile(r"_(\d{8}_\d{6})$")
 MAX_JSON_BYTES = 256 * 1024 * 1024
+MAX_PROMPT_BYTES = 1024 * 1024
 AGGREGATE_SUFFIX = "_all_models.json"
 
 
@@ -161,17 +162,16 @@ class _Reader:
             self.log.add(self.rel(path), "missing_file", f"cannot stat: {exc.strerror or exc}")
             return False
         if stat.S_ISLNK(st.st_mode):
-            target = path.resolve()
-            if not target.is_relative_to(self.resolved):
-                self.log.add(
-                    self.rel(path),
-                    "path_escape",
-                    f"symlink resolves outside the data root: {target}",
-                )
+            target = self.link_target(path)
+            if target is None:
                 return False
-            if not target.exists():
+            try:
+                st = target.stat()
+            except FileNotFoundError:
                 return None
-            st = target.stat()
+            except OSError as exc:
+                self.log.add(self.rel(path), "missing_file", f"cannot stat: {exc.strerror or exc}")
+                return False
         if not stat.S_ISREG(st.st_mode):
             self.log.add(self.rel(path), "missing_file", "not a regular file; not read")
             return False
@@ -179,35 +179,47 @@ class _Reader:
 
     def subdirs(self, directory: Path) -> list[Path]:
         """Subdirectories (symlinked ones only when they stay inside the root), sorted."""
-        try:
-            entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError:
-            return []
         found = []
-        for entry in entries:
+        for entry in self.entries(directory):
             if entry.name.startswith("."):
                 continue
             path = Path(entry.path)
-            if entry.is_symlink():
-                target = path.resolve()
-                if not target.is_relative_to(self.resolved):
-                    self.log.add(
-                        self.rel(path),
-                        "path_escape",
-                        f"symlink resolves outside the data root: {target}",
-                    )
-                    continue
+            if entry.is_symlink() and self.link_target(path) is None:
+                continue
             if entry.is_dir():
                 found.append(path)
         return found
 
     def files(self, directory: Path) -> list[Path]:
-        try:
-            return sorted(
-                Path(e.path) for e in os.scandir(directory) if not e.is_dir(follow_symlinks=False)
-            )
-        except OSError:
+        if not directory.is_dir():
             return []
+        return [
+            Path(e.path) for e in self.entries(directory) if not e.is_dir(follow_symlinks=False)
+        ]
+
+    def entries(self, directory: Path) -> list[os.DirEntry]:
+        """The directory's entries by name; an unlistable directory is one issue."""
+        try:
+            with os.scandir(directory) as listing:
+                return sorted(listing, key=lambda e: e.name)
+        except OSError as exc:
+            self.log.add(self.rel(directory), "missing_file", f"cannot list: {exc.strerror or exc}")
+            return []
+
+    def link_target(self, path: Path) -> Path | None:
+        """Where a symlink leads, if that is inside the data root; else None with one issue
+        (a link out of the root, or a loop)."""
+        try:
+            target = path.resolve()
+        except (OSError, RuntimeError) as exc:
+            self.log.add(self.rel(path), "path_escape", f"symlink cannot be resolved: {exc}")
+            return None
+        if not target.is_relative_to(self.resolved):
+            self.log.add(
+                self.rel(path), "path_escape", f"symlink resolves outside the data root: {target}"
+            )
+            return None
+        return target
 
     def load_json(self, path: Path) -> tuple[bool, Any]:
         """(True, value) for a file that parses; otherwise one issue and (False, None)."""
@@ -477,6 +489,9 @@ class _Reader:
         if not present:
             return
         try:
+            if path.stat().st_size > MAX_PROMPT_BYTES:
+                self.log.add(where, "prompt_mismatch", f"larger than {MAX_PROMPT_BYTES} bytes")
+                return
             text = path.read_bytes().decode("utf-8")
         except UnicodeDecodeError as exc:
             self.log.add(where, "prompt_mismatch", f"not UTF-8 at byte {exc.start}")

@@ -227,3 +227,15 @@ def test_missing_questions_folder_is_an_error(tmp_path: Path) -> None:
         ("missing_folder", "evaluations"),
         ("missing_folder", "outputs"),
     ]
+
+
+def test_a_symlink_loop_and_an_oversized_prompt_are_issues(datasets: Path) -> None:
+    root = datasets / CLEAN
+    folder = root / QUESTION
+    (folder / "final_frame.png").unlink()
+    os.symlink(folder / "loop.png", folder / "final_frame.png")
+    os.symlink(folder / "final_frame.png", folder / "loop.png")
+    (folder / "prompt.txt").write_bytes(b"x" * (2 * 1024 * 1024))
+    found = issues(root, "error")
+    assert ("path_escape", f"{QUESTION}/final_frame.png") in found
+    assert ("prompt_mismatch", f"{QUESTION}/prompt.txt") in found
