@@ -185,3 +185,28 @@ def test_a_data_root_that_lost_files_fails_naming_them_and_keeps_its_tables(
     assert lake.read("vm_evaluations", "vmeval:lab0/v1").equals(before)
     status = lake.read("run_status", "vmeval:lab0/v1").to_pylist()[0]
     assert (status["status"], status["attempt_status"]) == ("ok", "failed")
+
+
+def test_the_ui_shows_the_assets_checks_partitions_and_sensor(vm_settings: Settings) -> None:
+    defs = build_definitions(vm_settings)
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert {
+        "vmeval/raw_dataset_inventory",
+        "vmeval/vm_questions",
+        "vmeval/vm_outputs",
+        "vmeval/vm_evaluations",
+        "vmeval/vm_manifest_issues",
+        "vmeval/run_status",
+        "vm_success_rates",
+        "vm_evaluator_agreement",
+    } <= keys
+    checks = {(k.asset_key.to_user_string(), k.name) for k in graph.asset_check_keys}
+    assert ("vmeval/vm_questions", "manifest_has_no_errors") in checks
+    assert graph.get(dg.AssetKey(["vmeval", "vm_questions"])).partitions_def.name == (
+        "vmeval_datasets"
+    )
+    sensor = defs.resolve_sensor_def("vmeval_sensor")
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    warehouse_deps = graph.get(dg.AssetKey("warehouse")).parent_keys
+    assert dg.AssetKey("vm_success_rates") in warehouse_deps
