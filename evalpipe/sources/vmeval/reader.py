@@ -107,7 +107,8 @@ class DataRoot:
 
     @property
     def superseded_runs(self) -> int:
-        return sum(not o.is_latest for o in self.outputs)
+        """Valid runs that a newer valid run of the same task replaces."""
+        return sum(o.valid and not o.is_latest for o in self.outputs)
 
 
 def read_data_root(root: Path, dataset: str) -> DataRoot:
@@ -605,20 +606,22 @@ class _Reader:
         )
 
     def mark_latest(self, data: DataRoot) -> None:
-        """Several runs of one task: the newest by the run id's timestamp, then mtime, counts."""
+        """Several runs of one task: the newest valid run (by the run id's timestamp, then
+        mtime) counts; a run with an error never does."""
         groups: dict[tuple, list[Output]] = {}
         for output in data.outputs:
-            key = (output.experiment, output.model, output.domain, output.question_id)
-            groups.setdefault(key, []).append(output)
+            output.is_latest = False
+            if output.valid:
+                key = (output.experiment, output.model, output.domain, output.question_id)
+                groups.setdefault(key, []).append(output)
         for runs in groups.values():
-            newest = max(runs, key=lambda o: o.order)
-            for output in runs:
-                output.is_latest = output is newest
-        if data.superseded_runs:
+            max(runs, key=lambda o: o.order).is_latest = True
+        superseded = sum(len(runs) - 1 for runs in groups.values())
+        if superseded:
             self.log.add(
                 OUTPUTS,
                 "superseded_run",
-                f"{data.superseded_runs} runs superseded by a newer run of the same task "
+                f"{superseded} runs superseded by a newer run of the same task "
                 "(kept in vm_outputs with is_latest false)",
             )
 

@@ -239,3 +239,16 @@ def test_a_symlink_loop_and_an_oversized_prompt_are_issues(datasets: Path) -> No
     found = issues(root, "error")
     assert ("path_escape", f"{QUESTION}/final_frame.png") in found
     assert ("prompt_mismatch", f"{QUESTION}/prompt.txt") in found
+
+
+def test_the_newest_valid_run_counts_when_the_newest_is_broken(datasets: Path) -> None:
+    root = datasets / CLEAN
+    tasks = (root / "outputs" / "pilot" / "luma-ray-2").glob("*_task/*")
+    (task,) = [t for t in tasks if len(list(t.iterdir())) == 2]  # the generator reruns one
+    runs = sorted(task.iterdir())
+    (runs[-1] / "metadata.json").write_text("{broken")
+    data = read_data_root(root, CLEAN)
+    of_task = {o.run_id: o for o in data.outputs if o.question_id == task.name and o.run_id}
+    assert of_task[runs[0].name].is_latest and of_task[runs[0].name].valid
+    assert not of_task[runs[-1].name].is_latest and not of_task[runs[-1].name].valid
+    assert data.superseded_runs == 0
