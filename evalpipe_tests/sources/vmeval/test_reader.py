@@ -3,6 +3,7 @@ with its code and path, and no malformed shape makes the validator crash."""
 
 import json
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -252,3 +253,40 @@ def test_the_newest_valid_run_counts_when_the_newest_is_broken(datasets: Path) -
     assert of_task[runs[0].name].is_latest and of_task[runs[0].name].valid
     assert not of_task[runs[-1].name].is_latest and not of_task[runs[-1].name].valid
     assert data.superseded_runs == 0
+
+
+REPLACEMENTS = [
+    b"",
+    b"null",
+    b"[]",
+    b"7",
+    b'"x"',
+    b"{}",
+    b'{"result": []}',
+    b'{"pairs": 5}',
+    b'{"id": null, "prompt": 3}',
+    b"\xef\xbb\xbf{}",
+    b'{"a": NaN}',
+    b"{" * 5000,
+]
+
+
+def test_random_damage_to_any_json_file_never_crashes_the_validator(datasets: Path) -> None:
+    """Seeded: truncations, byte flips and wrong-shaped values in random JSON files."""
+    rng = random.Random(20251201)
+    root = datasets / CLEAN
+    files = sorted(root.rglob("*.json"))
+    for _ in range(40):
+        path = rng.choice(files)
+        data = path.read_bytes()
+        damage = rng.randrange(3)
+        if damage == 0:
+            data = data[: rng.randrange(len(data) + 1)]
+        elif damage == 1:
+            position = rng.randrange(len(data))
+            data = data[:position] + bytes([rng.randrange(256)]) + data[position + 1 :]
+        else:
+            data = rng.choice(REPLACEMENTS)
+        path.write_bytes(data)
+        result = read_data_root(root, CLEAN)
+        assert all(i.path and i.code and i.message for i in result.log.issues)
