@@ -21,6 +21,7 @@ COLUMNS = [
     "ci_high",
     "upstream_rate",
 ]
+NUMERIC = frozenset(COLUMNS[3:])
 
 
 def success_rates_section(rates: pd.DataFrame) -> str:
@@ -84,9 +85,14 @@ def _percent(value: object) -> str:
 
 
 def _table(rates: pd.DataFrame) -> str:
-    head = "".join(f"<th>{escape(c)}</th>" for c in COLUMNS)
+    """The full table, sortable by the page's script (numbers by value, missing ones last)."""
+    head = "".join(
+        f'<th data-type="{"number" if c in NUMERIC else "text"}"><button type="button">'
+        f"{escape(c)}</button></th>"
+        for c in COLUMNS
+    )
     body = "".join(
-        "<tr>" + "".join(f"<td>{escape(_cell(row[c]))}</td>" for c in COLUMNS) + "</tr>"
+        "<tr>" + "".join(_td(row[c], c in NUMERIC) for c in COLUMNS) + "</tr>"
         for row in rates.to_dict("records")
     )
     return (
@@ -95,7 +101,10 @@ def _table(rates: pd.DataFrame) -> str:
     )
 
 
-def _cell(value: object) -> str:
+def _td(value: object, numeric: bool) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
-        return ""
-    return f"{value:.4f}" if isinstance(value, float) else str(value)
+        return '<td data-sort=""></td>'
+    text = f"{value:.4f}" if isinstance(value, float) else str(value)
+    if numeric:
+        return f'<td class="num" data-sort="{float(value)!r}">{escape(text)}</td>'
+    return f"<td>{escape(text)}</td>"
