@@ -194,8 +194,10 @@ class _Reader:
     def files(self, directory: Path) -> list[Path]:
         if not directory.is_dir():
             return []
-        return [
-            Path(e.path) for e in self.entries(directory) if not e.is_dir(follow_symlinks=False)
+        return [  # hidden files (editor swap files, macOS `._*` forks) are not results
+            Path(e.path)
+            for e in self.entries(directory)
+            if not e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
         ]
 
     def entries(self, directory: Path) -> list[os.DirEntry]:

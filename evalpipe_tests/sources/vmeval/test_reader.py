@@ -290,3 +290,10 @@ def test_random_damage_to_any_json_file_never_crashes_the_validator(datasets: Pa
         path.write_bytes(data)
         result = read_data_root(root, CLEAN)
         assert all(i.path and i.code and i.message for i in result.log.issues)
+
+
+def test_hidden_files_beside_results_are_not_read(datasets: Path) -> None:
+    root = datasets / CLEAN
+    evaluation = root / EVALUATION
+    (evaluation.parent / f"._{evaluation.name}").write_bytes(b"\x00\x05\x16\x07 mac fork")
+    assert issues(root, "error") == []
