@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ingest", help="ingest new or changed run directories (what the sensor does)"
     )
     p.add_argument("--dumps", type=Path, help="dumps root (default: $EVALPIPE_DUMPS)")
+    p.add_argument(
+        "--datasets", type=Path, help="VMEvalKit data roots (default: $EVALPIPE_DATASETS)"
+    )
     p.add_argument("--force", action="store_true", help="re-ingest even unchanged run directories")
     p.add_argument("--verbose", action="store_true", help="show Dagster's own event log")
     p.set_defaults(func=cmd_ingest)
@@ -44,10 +47,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.dumps:
         env["EVALPIPE_DUMPS"] = str(args.dumps)
+    if args.datasets:
+        env["EVALPIPE_DATASETS"] = str(args.datasets)
     settings = load_settings(env)
-    if not settings.dumps.is_dir():
+    if not settings.dumps.is_dir() and not settings.datasets.is_dir():
         print(
-            f"error: dumps root {settings.dumps} does not exist (set EVALPIPE_DUMPS or pass --dumps)",
+            f"error: dumps root {settings.dumps} does not exist (set EVALPIPE_DUMPS or pass --dumps)"
+            f" and neither does the VMEvalKit datasets root {settings.datasets}",
             file=sys.stderr,
         )
         return 2
@@ -60,6 +66,8 @@ def ingest_and_report(settings: Settings, *, force: bool, verbose: bool = False)
     from evalpipe.defs.runner import get_instance, ingest
 
     print(f"ingesting run directories under {settings.dumps}")
+    if settings.datasets.is_dir():
+        print(f"ingesting VMEvalKit data roots under {settings.datasets}")
     report = ingest(
         build_definitions(settings),
         settings,
@@ -74,7 +82,11 @@ def ingest_and_report(settings: Settings, *, force: bool, verbose: bool = False)
     )
     if settings.warehouse.exists():
         print(render(*query(settings.warehouse, RUN_SUMMARY_SQL)))
-    status = _report_failed_checks(settings, [o.run_id for o in report.outcomes if o.ok])
+    ok = [o for o in report.outcomes if o.ok]
+    # A source may prefix its lake run ids with its name (vmeval: `vmeval:<dataset>`).
+    status = _report_failed_checks(
+        settings, [o.run_id for o in ok] + [f"{o.source}:{o.run_id}" for o in ok]
+    )
     if report.failed:
         print("\nfailed run directories:", file=sys.stderr)
         for outcome in report.failed:
@@ -109,11 +121,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Generate the bundled sample dumps if absent, ingest them, print the result."""
     from evalpipe.cli.snapshots import snapshot_and_report
     from evalpipe.sources.olmes.samples import generate_dumps
+    from evalpipe.sources.vmeval.samples import generate_datasets
 
     settings = load_settings()
     if not settings.dumps.exists() or not any(settings.dumps.iterdir()):
         print(f"generating sample dumps in {settings.dumps} ({DEMO_SHAPE})")
         generate_dumps(settings.dumps, **DEMO_SHAPE)
+    if not settings.datasets.exists() or not any(settings.datasets.iterdir()):
+        print(f"generating sample VMEvalKit data roots in {settings.datasets}")
+        generate_datasets(settings.datasets, datasets=2, questions=6, seed=7)
     settings = load_settings({**os.environ, "EVALPIPE_SETTLE_SECONDS": "0"})
     status = ingest_and_report(settings, force=False)
     print(f"\ntaking a local snapshot to {settings.snapshot_target} ...")
@@ -121,6 +137,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"\nwarehouse: {settings.warehouse}\n"
         'query it:   evalpipe sql "SELECT * FROM task_results LIMIT 5"\n'
+        "VMEvalKit:  evalpipe success-rates --by domain; evalpipe agreement\n"
         "snapshots:  evalpipe snapshots list\n"
         "see it:     make dev, then open http://127.0.0.1:3000 (asset graph, runs, partitions)"
     )

@@ -26,6 +26,12 @@ class Settings:
     snapshot_target: str
     dagster_home: Path
     suites_file: Path | None
+    datasets_root: Path | None = None
+    """`EVALPIPE_DATASETS`: VMEvalKit data roots (default `$EVALPIPE_HOME/datasets`)."""
+
+    @property
+    def datasets(self) -> Path:
+        return self.datasets_root or self.home / "datasets"
 
     @property
     def lake(self) -> Path:
@@ -57,6 +63,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     target = env.get("EVALPIPE_SNAPSHOT_TARGET") or (home / "snapshots").as_uri()
     dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
     suites = env.get("EVALPIPE_SUITES_FILE")
+    datasets = Path(env.get("EVALPIPE_DATASETS") or home / "datasets").expanduser().resolve()
     return Settings(
         home=home,
         dumps=dumps,
@@ -64,6 +71,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         snapshot_target=target,
         dagster_home=dagster_home,
         suites_file=Path(suites).expanduser().resolve() if suites else None,
+        datasets_root=datasets,
     )
 
 

@@ -132,12 +132,14 @@ def render_report(
     generated_at: datetime,
     title: str = "evalpipe leaderboard",
     notes: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> str:
     """The whole report as one HTML string, from the three leaderboard tables.
 
     ``overall`` has `OVERALL_COLUMNS`, ``benchmarks`` and ``tasks`` have `TASK_COLUMNS` (the
     ``.table`` of `leaderboard_benchmarks` / `leaderboard_tasks`). ``notes`` are shown under
-    the counts, e.g. how many re-runs were superseded or runs quarantined.
+    the counts, e.g. how many re-runs were superseded or runs quarantined. ``sections`` are
+    other sources' sections (complete, escaped HTML), appended to the page.
     """
     task_ids = _anchors("task", ((t, t) for t in tasks["task_name"].unique()))
     model_ids = _anchors("model", _entries(overall, benchmarks, tasks))
@@ -151,6 +153,7 @@ def render_report(
             _benchmarks_section(benchmarks, links),
             _tasks_section(tasks, links),
             _models_section(overall, benchmarks, tasks, links),
+            *sections,
             "</main>",
         ]
     )
