@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 from evalpipe.core.config import Settings
@@ -218,13 +219,27 @@ def apply_archive(scope: Scope, progress: Callable[[str], None] = print) -> Outc
             Action("delete_local", where, f"in archive {row['archive_id']}", row["bytes"])
         )
         progress(f"deleted local copy {where} (archive {row['archive_id']})")
-    recorded = {r["archive_id"] for r in archives_table.read_archives(scope.lake)}
+    _finish_deletions(scope, outcome, now)
+    return outcome
+
+
+def _finish_deletions(scope: Scope, outcome: Outcome, now: datetime) -> None:
+    """Complete what a killed deletion left: a hidden `.deleting` directory of a recorded
+    archive is removed, and an archive whose local copy is gone is marked so."""
+    rows = archives_table.read_archives(scope.lake)
+    recorded = {r["archive_id"] for r in rows}
     for source in scope.archived_sources():
         for path, archive_id in archiving.leftover_deletions(source.root(scope.settings)):
             if archive_id in recorded:
                 shutil.rmtree(path)
                 outcome.done.append(Action("delete_local", str(path), "interrupted deletion"))
-    return outcome
+    gone = [
+        r["archive_id"]
+        for r in rows
+        if r["local_deleted_at"] is None and not Path(r["local_path"]).exists()
+    ]
+    if gone:
+        archives_table.mark_deleted(scope.lake, gone, now)
 
 
 def list_archives(scope: Scope) -> list[dict]:
