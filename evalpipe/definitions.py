@@ -17,6 +17,7 @@ from evalpipe.defs.leaderboards.assets import (
 )
 from evalpipe.defs.registry import SOURCE_DEFS
 from evalpipe.defs.resources import EvalpipeHome
+from evalpipe.defs.retention.jobs import archive_job, daily_retention, retention_job, weekly_archive
 from evalpipe.defs.snapshots.assets import daily_snapshot, snapshot, snapshot_job
 from evalpipe.defs.warehouse.assets import warehouse, warehouse_views_match_lake
 
@@ -44,8 +45,8 @@ def build_definitions(settings: Settings) -> dg.Definitions:
     core = dg.Definitions(
         assets=[leaderboards, leaderboard_report, warehouse, snapshot],
         asset_checks=[leaderboard_integrity_checks, warehouse_views_match_lake],
-        jobs=[refresh_downstream_job, snapshot_job],
-        schedules=[daily_snapshot],
+        jobs=[refresh_downstream_job, snapshot_job, archive_job, retention_job],
+        schedules=[daily_snapshot, weekly_archive, daily_retention],
         sensors=[automation_sensor],
         resources={
             "evalpipe": EvalpipeHome.from_settings(settings),

@@ -64,6 +64,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("b")
     a.add_argument("--format", choices=FORMATS, default="table")
     a.set_defaults(func=_guarded(cmd_diff))
+    for action, pinned in (("pin", True), ("unpin", False)):
+        verb = "keep" if pinned else "stop keeping"
+        a = actions.add_parser(action, help=f"{verb} a snapshot whatever the retention policy")
+        a.add_argument("snapshot_id")
+        a.set_defaults(func=_guarded(cmd_pin), pinned=pinned)
 
 
 def _target_and_client(args: argparse.Namespace) -> tuple[str, object]:
@@ -219,4 +224,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
     print(render(["change", "path"], rows, args.format))
     if args.format in ("table", "markdown"):
         print(f"{diff.unchanged_count} files unchanged")
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    """Record the pin at the target (pins.json), beside the snapshots it protects."""
+    from evalpipe.retention.snapshots import set_pinned
+    from evalpipe.snapshots.store import open_store
+
+    target, client = _target_and_client(args)
+    pins = set_pinned(open_store(target, client), args.snapshot_id, args.pinned)
+    state = "pinned" if args.pinned else "unpinned"
+    print(f"{state} snapshot {args.snapshot_id}; pinned now: {', '.join(sorted(pins)) or 'none'}")
     return 0

@@ -36,14 +36,14 @@ from typing import Any
 
 from evalpipe.core.inventory import RunScan
 from evalpipe.retention.objects import ARCHIVES_PREFIX
-from evalpipe.snapshots.manifests import _SHA256_RE, _dumps, object_key
+from evalpipe.snapshots.manifests import _SHA256_RE, SnapshotError, _dumps, object_key
 from evalpipe.snapshots.store import Download, Store, Upload, digest, iter_file
 
 FORMAT = "evalpipe-archive/1"
 DELETING_RE = re.compile(r"^\.(?P<name>.+)\.(?P<id>[0-9a-f]{16})\.deleting$")
 
 
-class ArchiveError(RuntimeError):
+class ArchiveError(SnapshotError):
     """An archive step failed; nothing local was deleted."""
 
 

@@ -52,7 +52,7 @@ def find_archive(lake: Lake, archive_id: str) -> dict:
     for row in read_archives(lake):
         if row["archive_id"] == archive_id:
             return row
-    raise KeyError(f"no archive {archive_id!r}; `evalpipe archive list` shows their ids")
+    raise ValueError(f"no archive {archive_id!r}; `evalpipe archive list` shows their ids")
 
 
 def record_archives(lake: Lake, archives: Sequence[Archive]) -> None:
