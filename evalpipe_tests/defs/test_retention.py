@@ -3,6 +3,7 @@ CLI, runs and snapshots dated back months, and a policy that keeps one snapshot.
 
 import json
 import os
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -11,10 +12,14 @@ import pytest
 
 from evalpipe.cli import main
 from evalpipe.core.config import Settings
+from evalpipe.core.retention_policy import ArchivePolicy, RetentionPolicy
 from evalpipe.definitions import build_definitions
 from evalpipe.defs.registry import per_run_keys
-from evalpipe.defs.retention.jobs import RETENTION_JOB
-from evalpipe.defs.runner import get_instance
+from evalpipe.defs.resources import EvalpipeHome
+from evalpipe.defs.retention.jobs import RETENTION_JOB, build_scope
+from evalpipe.defs.runner import get_instance, ingest
+from evalpipe.retention import archives_table
+from evalpipe.retention.plan import apply_archive, restore_archive
 from evalpipe.snapshots.manifests import (
     default_sources,
     list_snapshots,
@@ -192,3 +197,32 @@ def test_a_policy_that_keeps_one_snapshot_archives_expires_sweeps_and_prunes(
     assert main(["retention", "plan", "--format", "json"]) == 0
     again = json.loads(capsys.readouterr().out)
     assert [a["action"] for a in again if a["action"] != "delete_dagster_run"] == ["delete_local"]
+
+
+def test_the_sensor_sees_neither_an_archived_run_gone_nor_one_restored_as_new(
+    settings: Settings,
+) -> None:
+    age(settings.dumps, 60)
+    with dg.instance_for_test() as instance:
+        ingest(build_definitions(settings), settings, instance, progress=lambda line: None)
+        sensor = build_definitions(settings).resolve_sensor_def("olmes_sensor")
+        resource = EvalpipeHome(
+            home=str(settings.home), dumps=str(settings.dumps), settle_seconds=0
+        )
+
+        def tick() -> dg.SensorResult:
+            context = dg.build_sensor_context(instance=instance, resources={"evalpipe": resource})
+            return sensor(context)
+
+        assert tick().run_requests == []
+        policy = RetentionPolicy(
+            archive=ArchivePolicy(target=(settings.home / "archive").as_uri(), delete_local=True)
+        )
+        scope = build_scope(resource, instance)
+        scope = replace(scope, policy=policy)
+        outcome = apply_archive(scope, progress=lambda line: None)
+        assert outcome.counts()["delete_local"] == 4 and not outcome.refused
+        assert tick().run_requests == []  # absence is not new or changed data
+        row = archives_table.read_archives(scope.lake)[0]
+        restore_archive(scope, row["archive_id"])
+        assert tick().run_requests == []  # byte-identical, same mtimes: nothing to ingest
