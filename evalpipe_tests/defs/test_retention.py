@@ -226,3 +226,11 @@ def test_the_sensor_sees_neither_an_archived_run_gone_nor_one_restored_as_new(
         row = archives_table.read_archives(scope.lake)[0]
         restore_archive(scope, row["archive_id"])
         assert tick().run_requests == []  # byte-identical, same mtimes: nothing to ingest
+
+
+def test_the_instance_template_prunes_schedule_and_sensor_ticks(settings: Settings) -> None:
+    instance = get_instance(settings)
+    assert instance.get_settings("retention") == {
+        "schedule": {"purge_after_days": 90},
+        "sensor": {"purge_after_days": {"skipped": 7, "failure": 30, "success": -1}},
+    }
