@@ -14,6 +14,7 @@ from evalpipe.retention import objects, snapshots
 from evalpipe.retention.plan import Scope, apply_retention, plan_retention
 from evalpipe.snapshots.leases import lease
 from evalpipe.snapshots.manifests import (
+    SnapshotError,
     list_snapshots,
     manifest_key,
     object_key,
@@ -178,3 +179,16 @@ def test_pin_protects_a_snapshot_until_unpinned(tmp_path: Path, backend: Backend
     assert manifest_key(ids[0]) not in backend.stored()
     with pytest.raises(Exception, match="or it expired"):
         snapshots.set_pinned(store, ids[0], True)
+
+
+def test_a_sweep_in_progress_makes_a_snapshot_fail_cleanly(
+    tmp_path: Path, backend: Backend
+) -> None:
+    ids, _ = three_snapshots(tmp_path, backend)
+    store = open_store(backend.url, backend.client)
+    conflict = pytest.raises(SnapshotError, match="another writer is in progress")
+    with lease(store, "sweep", against=["snapshot"]), conflict as caught:
+        snapshot(make_tree(tmp_path / "other"), backend)
+    assert f"latest.json is unchanged (snapshot {ids[2]})" in str(caught.value)
+    assert [e["version"] for e in list_snapshots(backend.url, client=backend.client)] == ids
+    assert not any(k.startswith("leases/") for k in backend.stored())
