@@ -64,9 +64,10 @@ def full_plan(settings: Settings) -> tuple[list[Action], list[str]]:
     from evalpipe.retention.plan import plan_archive, plan_retention
 
     scope = _scope(settings)
+    archived, archive_kept = plan_archive(scope)
     retained, kept = plan_retention(scope)
     runs, runs_kept = run_plan_actions(scope, get_instance(settings))
-    return [*plan_archive(scope), *retained, *runs], [*kept, *runs_kept]
+    return [*archived, *retained, *runs], [*archive_kept, *kept, *runs_kept]
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

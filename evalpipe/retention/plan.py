@@ -166,8 +166,9 @@ def _deletable(scope: Scope, item: _ArchiveWork) -> bool:
     return scope.policy.archive.delete_local and scope.is_ingested(item.scan)
 
 
-def plan_archive(scope: Scope) -> list[Action]:
-    actions = []
+def plan_archive(scope: Scope) -> tuple[list[Action], list[str]]:
+    """Archive and local-deletion actions, and why local copies are kept."""
+    actions, kept = [], []
     for item in _archive_work(scope):
         where = str(item.scan.inventory.run_dir)
         size = item.scan.inventory.total_bytes
@@ -177,13 +178,17 @@ def plan_archive(scope: Scope) -> list[Action]:
             actions.append(
                 Action("delete_local", where, "every file is in a verified archive", size)
             )
+        elif scope.policy.archive.delete_local:
+            kept.append(f"{where}: local copy kept until its current state is ingested")
+    if not scope.policy.archive.delete_local:
+        kept.append("local run directories: kept ([archive] delete_local = false)")
     recorded = {r["archive_id"] for r in archives_table.read_archives(scope.lake)}
     for source in scope.archived_sources():
         for path, archive_id in archiving.leftover_deletions(source.root(scope.settings)):
             if archive_id in recorded:
                 reason = f"finish an interrupted deletion (archive {archive_id})"
                 actions.append(Action("delete_local", str(path), reason, 0))
-    return actions
+    return actions, kept
 
 
 def apply_archive(scope: Scope, progress: Callable[[str], None] = print) -> Outcome:

@@ -48,7 +48,9 @@ def test_archive_restores_byte_identical_with_mtimes_and_a_second_run_does_nothi
 ) -> None:
     scope = make_scope(tmp_path, backend, delete_local=False)
     originals = {d: (digests(d), mtimes(d)) for d in run_dirs(scope)}
-    assert [a.action for a in plan_archive(scope)] == ["archive", "archive"]
+    actions, kept = plan_archive(scope)
+    assert [a.action for a in actions] == ["archive", "archive"]
+    assert kept == ["local run directories: kept ([archive] delete_local = false)"]
     outcome = apply_archive(scope, progress=lambda line: None)
     assert outcome.counts()["archive"] == 2
     assert all(d.is_dir() for d in originals), "delete_local is false: local copies stay"
@@ -61,7 +63,7 @@ def test_archive_restores_byte_identical_with_mtimes_and_a_second_run_does_nothi
         )
         local = Path(row["local_path"])
         assert (digests(back), mtimes(back)) == originals[local]
-    assert plan_archive(scope) == []
+    assert plan_archive(scope)[0] == []
     assert apply_archive(scope, progress=lambda line: None).done == []
     with pytest.raises(ArchiveError, match="must be absent or an empty directory"):
         restore_archive(scope, rows[0]["archive_id"])  # where it was: still there
@@ -85,10 +87,11 @@ def test_a_file_changed_after_archiving_stops_the_deletion_and_is_reported(
     assert not other.exists() and outcome.counts()["delete_local"] == 1
 
     (changed / "notes.txt").write_text("added after archiving")
-    assert plan_archive(scope) == [], "changed just now: not idle long enough to archive"
+    assert plan_archive(scope)[0] == [], "changed just now: not idle long enough to archive"
     age(changed, 45)  # a new state, idle again: archived anew, then deletable
-    assert [a.action for a in plan_archive(scope)] == ["archive", "delete_local"]
-    assert "changed since archive" in plan_archive(scope)[0].reason
+    actions, _ = plan_archive(scope)
+    assert [a.action for a in actions] == ["archive", "delete_local"]
+    assert "changed since archive" in actions[0].reason
 
 
 @dataclass
@@ -148,6 +151,20 @@ def test_stale_lake_partials_are_swept_unless_young_or_their_run_is_locked(tmp_p
     swept = lake_sweep.sweep_partials(lake, LakePolicy().partial_hours)
     assert [p.path for p in swept] == [stale]
     assert young.exists() and committed.read_bytes() == b"data"
+
+
+def test_local_copies_of_runs_not_ingested_in_their_current_state_are_kept(
+    tmp_path: Path, backend: Backend
+) -> None:
+    scope = make_scope(tmp_path, backend, delete_local=True)
+    scope = replace(scope, is_ingested=lambda scan: False)
+    actions, kept = plan_archive(scope)
+    assert [a.action for a in actions] == ["archive", "archive"]
+    assert all(
+        line.endswith("local copy kept until its current state is ingested") for line in kept
+    )
+    outcome = apply_archive(scope, progress=lambda line: None)
+    assert outcome.counts()["delete_local"] == 0 and len(run_dirs(scope)) == 2
 
 
 def test_archive_sources_must_be_registered(tmp_path: Path, backend: Backend) -> None:
