@@ -82,7 +82,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_apply(args: argparse.Namespace) -> int:
-    from evalpipe.definitions import build_definitions
+    from evalpipe.definitions import REFRESH_JOB, build_definitions
     from evalpipe.defs.retention.jobs import ARCHIVE_JOB, RETENTION_JOB
     from evalpipe.defs.runner import get_instance, quiet_run_config, step_errors
 
@@ -99,7 +99,7 @@ def cmd_apply(args: argparse.Namespace) -> int:
             return 1
     defs = build_definitions(settings)
     instance = get_instance(settings)
-    status = 0
+    status, archived = 0, 0
     for name in (ARCHIVE_JOB, RETENTION_JOB):
         result = defs.resolve_job_def(name).execute_in_process(
             run_config=quiet_run_config("CRITICAL"), instance=instance, raise_on_error=False
@@ -108,16 +108,33 @@ def cmd_apply(args: argparse.Namespace) -> int:
             print(f"error: {name} job failed: {'; '.join(step_errors(result))}", file=sys.stderr)
             status = 1
             continue
-        (step,) = [e for e in result.all_node_events if e.is_successful_output]
-        meta = {k: v.value for k, v in step.step_output_data.metadata.items()}
+        meta = _run_metadata(result)
+        archived += meta.get("archive_count", 0)
         done = {k[: -len("_count")]: v for k, v in meta.items() if k.endswith("_count") and v}
         summary = ", ".join(f"{n} {action}" for action, n in done.items()) or "nothing"
-        print(
-            f"{name} (Dagster run {result.run_id[:8]}): {summary}; {meta['bytes_freed'] / 1e6:.1f} MB freed"
-        )
+        freed = meta["bytes_freed"] / 1e6
+        print(f"{name} (Dagster run {result.run_id[:8]}): {summary}; {freed:.1f} MB freed")
         for refused in meta["refused"]:
             print(f"  kept: {refused}", file=sys.stderr)
+    if archived:  # the warehouse's `archives` view, now rather than at the next refresh
+        refresh = defs.resolve_job_def(REFRESH_JOB).execute_in_process(
+            run_config=quiet_run_config("CRITICAL"), instance=instance, raise_on_error=False
+        )
+        if not refresh.success:
+            print(f"error: refreshing the warehouse failed: {'; '.join(step_errors(refresh))}")
+            status = 1
     return status
+
+
+def _run_metadata(result) -> dict:
+    """What a job's one step reported: its asset's materialization or its op's output."""
+    events = [e for e in result.all_node_events if e.is_step_materialization]
+    if events:
+        metadata = events[0].step_materialization_data.materialization.metadata
+    else:
+        (output,) = [e for e in result.all_node_events if e.is_successful_output]
+        metadata = output.step_output_data.metadata
+    return {k: v.value for k, v in metadata.items()}
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -148,7 +148,8 @@ def test_a_policy_that_keeps_one_snapshot_archives_expires_sweeps_and_prunes(
     assert by_action["delete_object"], (
         "notes.txt of the first two snapshots is referenced by no kept one"
     )
-    assert len(by_action["delete_dagster_run"]) == 2  # the older archive and retention runs
+    # the older retention run; archive runs materialize the `archives` table and stay
+    assert len(by_action["delete_dagster_run"]) == 1
     assert all(os.path.isdir(d) for d in originals)  # planning changed nothing
 
     assert main(["retention", "apply", "--yes"]) == 0
@@ -179,8 +180,11 @@ def test_a_policy_that_keeps_one_snapshot_archives_expires_sweeps_and_prunes(
     for action in by_action["delete_dagster_run"]:
         assert not instance.has_run(action["target"])
 
-    # the warehouse answers as before; ingest neither re-ingests nor drops the archived runs
+    # the warehouse answers as before, and says where each archived run lives;
+    # ingest neither re-ingests nor drops the archived runs
     assert answers(home) == before
+    located = "SELECT count(*) FROM runs r JOIN archives a USING (run_id) WHERE a.local_deleted_at IS NOT NULL"
+    assert query(home.warehouse, located)[1] == [(len(originals),)]
     assert main(["ingest"]) == 0
     assert "0 run directories: 0 ingested" in capsys.readouterr().out
     assert answers(home) == before

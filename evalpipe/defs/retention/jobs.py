@@ -24,6 +24,7 @@ from evalpipe.retention.plan import Action, Outcome, Scope, apply_archive, apply
 from evalpipe.snapshots.store import SnapshotTarget, redact_credentials
 
 ARCHIVE_JOB = "archive"
+ARCHIVES_ASSET = "archives"
 RETENTION_JOB = "retention"
 MAX_LISTED = 200
 """Actions listed one by one in a run's metadata; the counts always cover all of them."""
@@ -71,13 +72,22 @@ def outcome_metadata(outcome: Outcome) -> dict[str, Any]:
     }
 
 
-@dg.op(out=dg.Out(dg.Nothing), description="Archive, verify, record and (by policy) delete.")
-def archive_runs(context: dg.OpExecutionContext, evalpipe: EvalpipeHome, s3: S3Resource):
+@dg.asset(
+    name=ARCHIVES_ASSET,
+    group_name="retention",
+    kinds={"parquet", "s3"},
+    description="The `archives` table: every run directory archived (verified, byte for byte) "
+    "to [archive] target, and whether its local copy was removed. Materializing it archives "
+    "what the policy says is due.",
+)
+def archives(
+    context: dg.AssetExecutionContext, evalpipe: EvalpipeHome, s3: S3Resource
+) -> dg.MaterializeResult:
     scope = build_scope(evalpipe, context.instance, s3)
     outcome = apply_archive(scope, progress=lambda line: context.log.info(redact_credentials(line)))
     for refused in outcome.refused:
         context.log.warning(refused)
-    yield dg.Output(None, metadata=outcome_metadata(outcome))
+    return dg.MaterializeResult(metadata=outcome_metadata(outcome))
 
 
 @dg.op(out=dg.Out(dg.Nothing), description="Expire snapshots, sweep objects, prune runs.")
@@ -95,14 +105,13 @@ def apply_retention_policy(context: dg.OpExecutionContext, evalpipe: EvalpipeHom
     yield dg.Output(None, metadata=outcome_metadata(outcome))
 
 
-@dg.job(
-    name=ARCHIVE_JOB,
+archive_job = dg.define_asset_job(
+    ARCHIVE_JOB,
+    selection=[ARCHIVES_ASSET],
     description="Copy run directories unchanged for [archive] after_days to the archive target, "
     "read every object back and check its sha256, record them in the `archives` table, then "
     "(only with delete_local = true) remove local copies whose files all match the archive.",
 )
-def archive_job() -> None:
-    archive_runs()
 
 
 @dg.job(
