@@ -1,10 +1,12 @@
-"""Sweeping what interrupted lake writes left behind: hidden `.*.partial` files and directories.
+"""Sweeping what interrupted writes left behind: hidden `.*.partial` files and directories.
 
-Every lake write goes to a hidden `.<name>.<token>.partial` beside its target and is renamed
-into place when complete (`evalpipe.core.atomic`), so one that outlived its writer is garbage.
-A partial is swept only when it is older than `partial_hours` AND, for a run's files, the run's
-commit lock can be taken without waiting: an ingest that is still writing or committing that
-run holds it, and its partial is left alone.
+Every lake write (and every object a file:// snapshot target receives) goes to a hidden
+`.<name>.<token>.partial` beside its target and is renamed into place when complete
+(`evalpipe.core.atomic`), so one that outlived its writer is garbage. In the lake, a partial is
+swept only when it is older than `partial_hours` AND, for a run's files, the run's commit lock
+can be taken without waiting: an ingest that is committing that run holds it, and its partial
+is left alone. In a file:// target, only partials older than the objects' grace period go, under
+the sweep lease (`evalpipe.snapshots.leases`).
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ class Partial:
     run_key: str | None
 
 
-def find_partials(lake: Lake, now: float | None = None) -> list[Partial]:
-    """Every hidden in-progress file or directory under the lake, with its age."""
+def find_partials(root: Path, now: float | None = None) -> list[Partial]:
+    """Every hidden in-progress file or directory under `root`, with its age."""
     now = time.time() if now is None else now
-    found = []
-    if not lake.root.is_dir():
+    found: list[Partial] = []
+    if not root.is_dir():
         return found
-    for dirpath, dirnames, filenames in os.walk(lake.root):
+    for dirpath, dirnames, filenames in os.walk(root):
         for name in [*dirnames, *filenames]:
             if not (name.startswith(".") and name.endswith(PARTIAL_SUFFIX)):
                 continue
@@ -45,7 +47,7 @@ def find_partials(lake: Lake, now: float | None = None) -> list[Partial]:
             key = next(
                 (
                     p.split("=", 1)[1]
-                    for p in path.relative_to(lake.root).parts
+                    for p in path.relative_to(root).parts
                     if p.startswith("run_id=")
                 ),
                 None,
@@ -55,20 +57,45 @@ def find_partials(lake: Lake, now: float | None = None) -> list[Partial]:
     return sorted(found, key=lambda p: str(p.path))
 
 
-def sweep_partials(lake: Lake, partial_hours: float, now: float | None = None) -> list[Partial]:
-    """Delete the partials old enough whose run no ingest is committing; returns those deleted."""
-    deleted = []
-    for partial in find_partials(lake, now):
+def sweep_partials(
+    lake: Lake, partial_hours: float, now: float | None = None
+) -> tuple[list[Partial], list[Partial]]:
+    """Delete the lake partials old enough whose run no ingest is committing; returns those
+    deleted and those left because their run's lock is held."""
+    deleted, busy = [], []
+    for partial in find_partials(lake.root, now):
         if partial.age_hours < partial_hours:
             continue
         with _unless_locked(lake, partial.run_key) as free:
             if free and partial.path.exists():
-                if partial.path.is_dir():
-                    shutil.rmtree(partial.path)
-                else:
-                    partial.path.unlink()
+                _remove(partial.path)
                 deleted.append(partial)
+            elif not free:
+                busy.append(partial)
+    return deleted, busy
+
+
+def is_busy(lake: Lake, partial: Partial) -> bool:
+    """Whether an ingest holds the lock of the partial's run right now."""
+    with _unless_locked(lake, partial.run_key) as free:
+        return not free
+
+
+def sweep_store_partials(root: Path, hours: float, now: float | None = None) -> list[Partial]:
+    """Delete the temporary files older than `hours` under a file:// target's directory."""
+    deleted = []
+    for partial in find_partials(root, now):
+        if partial.age_hours >= hours and partial.path.exists():
+            _remove(partial.path)
+            deleted.append(partial)
     return deleted
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink()
 
 
 @contextmanager

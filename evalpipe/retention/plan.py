@@ -26,7 +26,7 @@ from evalpipe.retention import archive as archiving
 from evalpipe.retention import archives_table, lake_sweep, objects, snapshots
 from evalpipe.snapshots.leases import LeaseConflict, lease
 from evalpipe.snapshots.manifests import manifest_key
-from evalpipe.snapshots.store import Store, open_store
+from evalpipe.snapshots.store import FileStore, Store, open_store
 from evalpipe.sources.base import Source
 from evalpipe.storage.lake import Lake
 
@@ -290,13 +290,22 @@ def plan_retention(scope: Scope) -> tuple[list[Action], list[str]]:
             kept.append(
                 f"{young} unreferenced objects at {store.target.url}: within {grace}h grace"
             )
+        if isinstance(store, FileStore):
+            for partial in lake_sweep.find_partials(store.root, scope.now):
+                if partial.age_hours >= grace:
+                    reason = f"temporary file of an interrupted write, {partial.age_hours:.0f}h old"
+                    actions.append(
+                        Action("sweep_partial", str(partial.path), reason, partial.bytes)
+                    )
     partial_hours = scope.policy.lake.partial_hours
-    for partial in lake_sweep.find_partials(scope.lake, scope.now):
-        if partial.age_hours >= partial_hours:
+    for partial in lake_sweep.find_partials(scope.lake.root, scope.now):
+        if partial.age_hours < partial_hours:
+            kept.append(f"{partial.path}: in progress ({partial.age_hours * 60:.0f} min old)")
+        elif lake_sweep.is_busy(scope.lake, partial):
+            kept.append(f"{partial.path}: an ingest is committing its run")
+        else:
             reason = f"in-progress file {partial.age_hours:.1f}h old, no writer holds its run"
             actions.append(Action("sweep_partial", str(partial.path), reason, partial.bytes))
-        else:
-            kept.append(f"{partial.path}: in progress ({partial.age_hours * 60:.0f} min old)")
     return actions, kept
 
 
@@ -313,12 +322,17 @@ def apply_retention(scope: Scope, progress: Callable[[str], None] = print) -> Ou
                 if store.target.url == snapshot_store.target.url:
                     _expire_snapshots(scope, store, when, outcome, progress)
                 _sweep_objects(store, grace, scope.now, outcome, progress)
+                if isinstance(store, FileStore):
+                    for partial in lake_sweep.sweep_store_partials(store.root, grace, scope.now):
+                        outcome.done.append(
+                            Action("sweep_partial", str(partial.path), "", partial.bytes)
+                        )
         except LeaseConflict as exc:
             outcome.kept.append(f"postponed: {exc}")
             progress(f"postponed: {exc}")
-    for partial in lake_sweep.sweep_partials(
-        scope.lake, scope.policy.lake.partial_hours, scope.now
-    ):
+    swept, busy = lake_sweep.sweep_partials(scope.lake, scope.policy.lake.partial_hours, scope.now)
+    outcome.kept += [f"{p.path}: an ingest is committing its run" for p in busy]
+    for partial in swept:
         outcome.done.append(Action("sweep_partial", str(partial.path), "", partial.bytes))
         progress(f"swept {partial.path}")
     return outcome

@@ -145,11 +145,12 @@ def test_stale_lake_partials_are_swept_unless_young_or_their_run_is_locked(tmp_p
     lake.lock_file(key).parent.mkdir(parents=True, exist_ok=True)
     with open(lake.lock_file(key), "a") as held:  # an ingest committing run a/run right now
         fcntl.flock(held, fcntl.LOCK_EX)
-        swept = lake_sweep.sweep_partials(lake, LakePolicy().partial_hours)
+        swept, busy = lake_sweep.sweep_partials(lake, LakePolicy().partial_hours)
     assert [p.path for p in swept] == [staged_dir]
+    assert [p.path for p in busy] == [stale]
     assert stale.exists() and young.exists()
-    swept = lake_sweep.sweep_partials(lake, LakePolicy().partial_hours)
-    assert [p.path for p in swept] == [stale]
+    swept, busy = lake_sweep.sweep_partials(lake, LakePolicy().partial_hours)
+    assert [p.path for p in swept] == [stale] and busy == []
     assert young.exists() and committed.read_bytes() == b"data"
 
 

@@ -1,6 +1,7 @@
 """Snapshot expiry and the object sweep: what the policy keeps, and that nothing kept is lost."""
 
 import hashlib
+import os
 import time
 from dataclasses import replace
 from datetime import datetime, timedelta, timezone
@@ -192,3 +193,23 @@ def test_a_sweep_in_progress_makes_a_snapshot_fail_cleanly(
     assert f"latest.json is unchanged (snapshot {ids[2]})" in str(caught.value)
     assert [e["version"] for e in list_snapshots(backend.url, client=backend.client)] == ids
     assert not any(k.startswith("leases/") for k in backend.stored())
+
+
+def test_temporary_files_of_interrupted_writes_in_a_directory_target_are_swept_after_grace(
+    tmp_path: Path,
+) -> None:
+    backend = Backend(url=(tmp_path / "store").as_uri(), root=tmp_path / "store")
+    three_snapshots(tmp_path, backend)
+    objects_dir = tmp_path / "store" / "objects" / "ab"
+    objects_dir.mkdir(parents=True, exist_ok=True)
+    stale = objects_dir / ".ab12.0123456789ab.partial"  # a write killed days ago
+    fresh = objects_dir / ".ab34.0123456789ab.partial"  # a snapshot writing right now
+    stale.write_bytes(b"half an object")
+    fresh.write_bytes(b"half an object")
+    days_ago = time.time() - 4 * 86400
+    os.utime(stale, (days_ago, days_ago))
+    scope = scope_for(tmp_path, backend, KEEP_ONE, now=time.time())
+    actions, _ = plan_retention(scope)
+    assert [a.target for a in actions if a.action == "sweep_partial"] == [str(stale)]
+    apply_retention(scope, progress=lambda line: None)
+    assert not stale.exists() and fresh.exists()
