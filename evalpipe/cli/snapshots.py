@@ -159,8 +159,9 @@ def snapshot_and_report(settings: Settings, target: str | None, *, note: str) ->
 def cmd_list(args: argparse.Namespace) -> int:
     target, client = _target_and_client(args)
     entries = list_snapshots(target, client=client)
-    columns = ["version", "date", "files", "size_mb", "files_uploaded", "note", "latest"]
-    print(render(columns, [[e.get(c) for c in columns] for e in entries], args.format))
+    columns = ["version", "date", "files", "size_mb", "files_uploaded", "note", "latest", "expired"]
+    # `expired` (by the retention policy): still logged, its manifest gone
+    print(render(columns, [[e.get(c, False) for c in columns] for e in entries], args.format))
     return 0
 
 
