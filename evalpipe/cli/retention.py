@@ -109,14 +109,14 @@ def cmd_apply(args: argparse.Namespace) -> int:
             status = 1
             continue
         meta = _run_metadata(result)
-        archived += meta.get("archive_count", 0)
+        archived += meta.get("archive_count", 0) + meta.get("delete_local_count", 0)
         done = {k[: -len("_count")]: v for k, v in meta.items() if k.endswith("_count") and v}
         summary = ", ".join(f"{n} {action}" for action, n in done.items()) or "nothing"
         freed = meta["bytes_freed"] / 1e6
         print(f"{name} (Dagster run {result.run_id[:8]}): {summary}; {freed:.1f} MB freed")
         for refused in meta["refused"]:
             print(f"  kept: {refused}", file=sys.stderr)
-    if archived:  # the warehouse's `archives` view, now rather than at the next refresh
+    if archived:  # the warehouse's `archives` view up to date now, not at the next refresh
         refresh = defs.resolve_job_def(REFRESH_JOB).execute_in_process(
             run_config=quiet_run_config("CRITICAL"), instance=instance, raise_on_error=False
         )
