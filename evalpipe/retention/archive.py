@@ -32,7 +32,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from evalpipe.core.inventory import RunScan
 from evalpipe.retention.objects import ARCHIVES_PREFIX
@@ -225,7 +224,3 @@ def restore(store: Store, archive: Archive, dest: Path | None = None) -> Path:
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return dest
-
-
-def archive_rows(archives: Sequence[Archive]) -> list[dict[str, Any]]:
-    return [a.__dict__ for a in archives]

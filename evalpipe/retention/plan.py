@@ -272,7 +272,10 @@ def plan_retention(scope: Scope) -> tuple[list[Action], list[str]]:
             kept.append(f"snapshot {d.version}: {'; '.join(d.reasons)}")
         else:
             expiring.append(manifest_key(d.version))
-            reason = "no keep rule matches (objects only it uses are swept after grace)"
+            reason = (
+                f"taken {d.timestamp}, {d.bytes / 1e6:.1f} MB; no keep rule matches (objects "
+                "only it uses are swept once past the grace period)"
+            )
             actions.append(Action("expire_snapshot", d.version, reason, 0))
     for version in snapshots.pending_manifest_deletions(snapshot_store):
         actions.append(Action("expire_snapshot", version, "finish an interrupted expiry", 0))
