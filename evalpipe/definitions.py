@@ -18,6 +18,13 @@ from evalpipe.defs.leaderboards.assets import (
 )
 from evalpipe.defs.registry import SOURCE_DEFS
 from evalpipe.defs.resources import EvalpipeHome
+from evalpipe.defs.retention.jobs import (
+    archive_job,
+    archives,
+    daily_retention,
+    retention_job,
+    weekly_archive,
+)
 from evalpipe.defs.snapshots.assets import daily_snapshot, snapshot, snapshot_job
 from evalpipe.defs.warehouse.assets import warehouse, warehouse_views_match_lake
 
@@ -45,10 +52,10 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     core = dg.Definitions(
-        assets=[leaderboards, leaderboard_report, warehouse, snapshot],
+        assets=[leaderboards, leaderboard_report, warehouse, snapshot, archives],
         asset_checks=[leaderboard_integrity_checks, warehouse_views_match_lake],
-        jobs=[refresh_downstream_job, snapshot_job],
-        schedules=[daily_snapshot],
+        jobs=[refresh_downstream_job, snapshot_job, archive_job, retention_job],
+        schedules=[daily_snapshot, weekly_archive, daily_retention],
         sensors=[automation_sensor],
         resources={
             "evalpipe": EvalpipeHome.from_settings(settings),

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+
+from evalpipe.core.retention_policy import RetentionPolicy, load_policy_file
 
 DEFAULT_HOME = "data"
 DEFAULT_SETTLE_SECONDS = 30.0
@@ -90,3 +92,16 @@ def load_scanner_choice(env: Mapping[str, str] | None = None) -> str:
     if choice not in SCANNERS:
         raise ValueError(f"EVALPIPE_SCANNER must be one of {', '.join(SCANNERS)}, got {choice!r}")
     return choice
+
+
+def load_retention_policy(env: Mapping[str, str] | None = None) -> RetentionPolicy:
+    """The retention policy from `EVALPIPE_RETENTION_FILE` (TOML, see
+    `evalpipe.core.retention_policy`), or the embedded safe defaults when it is unset. An empty
+    `[archive] target` becomes `$EVALPIPE_HOME/archive` as a file:// URL."""
+    env = os.environ if env is None else env
+    path = env.get("EVALPIPE_RETENTION_FILE")
+    policy = load_policy_file(Path(path).expanduser()) if path else RetentionPolicy()
+    if not policy.archive.target:
+        target = (load_settings(env).home / "archive").as_uri()
+        policy = replace(policy, archive=replace(policy.archive, target=target))
+    return policy

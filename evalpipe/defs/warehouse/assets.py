@@ -27,7 +27,8 @@ NOT_TABLES = ["reconstructed_artifacts"]
     kinds={"duckdb"},
     deps=[key for key in per_run_keys() if key.path[-1] not in NOT_TABLES]
     + list(BOARDS)
-    + downstream_keys(),
+    + downstream_keys()
+    + ["archives"],  # the retention area's table of archived runs
     pool=WAREHOUSE_POOL,
     automation_condition=REFRESH_ON_ANY_UPDATE,
     description="warehouse.duckdb: one view per lake table (every source's runs, task and "
