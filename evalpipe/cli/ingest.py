@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ingest", help="ingest new or changed run directories (what the sensor does)"
     )
     p.add_argument("--dumps", type=Path, help="dumps root (default: $EVALPIPE_DUMPS)")
+    p.add_argument(
+        "--lmeval", type=Path, help="lm-eval results root (default: $EVALPIPE_LMEVAL)"
+    )
     p.add_argument("--force", action="store_true", help="re-ingest even unchanged run directories")
     p.add_argument("--verbose", action="store_true", help="show Dagster's own event log")
     p.set_defaults(func=cmd_ingest)
@@ -44,10 +47,13 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.dumps:
         env["EVALPIPE_DUMPS"] = str(args.dumps)
+    if args.lmeval:
+        env["EVALPIPE_LMEVAL"] = str(args.lmeval)
     settings = load_settings(env)
-    if not settings.dumps.is_dir():
+    if not settings.dumps.is_dir() and not settings.lmeval.is_dir():
         print(
-            f"error: dumps root {settings.dumps} does not exist (set EVALPIPE_DUMPS or pass --dumps)",
+            f"error: dumps root {settings.dumps} does not exist (set EVALPIPE_DUMPS or pass "
+            f"--dumps), nor does the lm-eval root {settings.lmeval} (EVALPIPE_LMEVAL, --lmeval)",
             file=sys.stderr,
         )
         return 2
@@ -60,6 +66,8 @@ def ingest_and_report(settings: Settings, *, force: bool, verbose: bool = False)
     from evalpipe.defs.runner import get_instance, ingest
 
     print(f"ingesting run directories under {settings.dumps}")
+    if settings.lmeval.is_dir():
+        print(f"ingesting lm-eval results under {settings.lmeval}")
     report = ingest(
         build_definitions(settings),
         settings,

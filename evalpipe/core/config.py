@@ -26,6 +26,12 @@ class Settings:
     snapshot_target: str
     dagster_home: Path
     suites_file: Path | None
+    lmeval_root: Path | None = None
+    """`EVALPIPE_LMEVAL`, when set (see `lmeval`)."""
+    wandb_project: str | None = None
+    """`EVALPIPE_WANDB_PROJECT`: the W&B project healthy runs are logged to (none: no logging)."""
+    wandb_entity: str | None = None
+    """`EVALPIPE_WANDB_ENTITY`: the W&B team or user (default: the API key's own)."""
 
     @property
     def lake(self) -> Path:
@@ -38,6 +44,12 @@ class Settings:
     @property
     def reports(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def lmeval(self) -> Path:
+        """Where lm-evaluation-harness `--output_path` results are watched (`EVALPIPE_LMEVAL`,
+        default `$EVALPIPE_HOME/lmeval`)."""
+        return self.lmeval_root or self.home / "lmeval"
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +69,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     target = env.get("EVALPIPE_SNAPSHOT_TARGET") or (home / "snapshots").as_uri()
     dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
     suites = env.get("EVALPIPE_SUITES_FILE")
+    lmeval = env.get("EVALPIPE_LMEVAL")
     return Settings(
         home=home,
         dumps=dumps,
@@ -64,6 +77,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         snapshot_target=target,
         dagster_home=dagster_home,
         suites_file=Path(suites).expanduser().resolve() if suites else None,
+        lmeval_root=Path(lmeval).expanduser().resolve() if lmeval else None,
+        wandb_project=env.get("EVALPIPE_WANDB_PROJECT") or None,
+        wandb_entity=env.get("EVALPIPE_WANDB_ENTITY") or None,
     )
 
 

@@ -4,10 +4,11 @@ Everything across sources (leaderboards, warehouse, snapshot, the CLI's ingest) 
 so their lineage and their work cover every registered source.
 """
 
+from evalpipe.defs.lmeval.definitions import LMEVAL_DEFS
 from evalpipe.defs.olmes.definitions import OLMES_DEFS
 from evalpipe.defs.sources import SourceDefs
 
-SOURCE_DEFS: tuple[SourceDefs, ...] = (OLMES_DEFS,)
+SOURCE_DEFS: tuple[SourceDefs, ...] = (OLMES_DEFS, LMEVAL_DEFS)
 
 
 def per_run_keys(names: list[str] | None = None) -> list:
