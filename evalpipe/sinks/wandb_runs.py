@@ -103,6 +103,7 @@ def build_wandb_run(
     project: str, entity: str | None, run: dict, results: pd.DataFrame, metrics: pd.DataFrame
 ) -> WandbRun:
     """One evalpipe run (its `runs` row, task_results and task_metrics rows) as a W&B run."""
+    run = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in run.items()}
     run_id = run["run_id"]
     task_configs = {r.task_name: _json(r.task_config) for r in results.itertuples()}
     first_model_config = next((c for c in results["model_config"].dropna()), None)
@@ -248,15 +249,20 @@ def log_run(wandb: Any, item: WandbRun) -> None:
         run.log_artifact(artifact)
 
 
-def mark_quarantined(
-    wandb: Any, run_id: str, project: str, entity: str | None, reason: str | None
-) -> None:
-    """Mark a logged run that was quarantined since: W&B keeps it, flagged."""
-    init = {"project": project, "entity": entity, "id": wandb_run_id(run_id), "resume": "allow"}
-    with wandb.init(**init, reinit="finish_previous") as run:
-        run.tags = (*run.tags, QUARANTINED)
-        run.summary["evalpipe/status"] = QUARANTINED
-        run.summary["evalpipe/status_reason"] = reason or ""
+def mark_quarantined(wandb: Any, run: dict, project: str, entity: str | None) -> None:
+    """Mark a logged run (a `runs` row with its status) that was quarantined since: W&B keeps
+    it, tagged and with its status and reason in the summary."""
+    init = {
+        "project": project,
+        "entity": entity,
+        "id": wandb_run_id(run["run_id"]),
+        "tags": [run["source"], QUARANTINED],
+        "resume": "allow",
+    }
+    reason = run.get("status_reason")
+    with wandb.init(**init, reinit="finish_previous") as logged:
+        logged.summary["evalpipe/status"] = QUARANTINED
+        logged.summary["evalpipe/status_reason"] = reason if isinstance(reason, str) else ""
 
 
 @dataclass
@@ -286,7 +292,7 @@ def sync(
 
     ledger = read_ledger(home)
     plan = plan_sync(lake, ledger, project, entity)
-    reasons = read_runs_with_status(lake).set_index("run_id")["status_reason"].to_dict()
+    runs = read_runs_with_status(lake).set_index("run_id", drop=False)
     for i, item in enumerate(plan.log, 1):
         progress(f"[{i}/{len(plan.log)}] logging {item.run_id} to W&B ({item.wandb_id})")
         log_run(wandb, item)
@@ -298,7 +304,7 @@ def sync(
         write_ledger(home, ledger)
     for run_id in plan.mark_quarantined:
         progress(f"marking {run_id} quarantined in W&B")
-        mark_quarantined(wandb, run_id, project, entity, reasons.get(run_id))
+        mark_quarantined(wandb, runs.loc[run_id].to_dict(), project, entity)
         ledger[run_id] = {**ledger[run_id], "status": QUARANTINED}
         write_ledger(home, ledger)
     return SyncReport(
