@@ -122,9 +122,7 @@ PREDICTIONS = TableSpec(
 )
 SPECS: dict[str, TableSpec] = {spec.table: spec for spec in (TASK_RESULTS, PREDICTIONS)}
 """Every table with a suite; a source adds its own tables' specs with `register_spec`."""
-SCORED_SOURCES = ("metrics-all", "lm-eval")
-"""`task_results.source` values whose rows always carry a score and a date."""
-SOURCES = (*SCORED_SOURCES, "artifacts")
+SOURCES = ("metrics-all", "artifacts", "lm-eval")
 REQUIRED_COLUMNS = "required columns present"
 
 
@@ -398,14 +396,14 @@ def _add_task_result_ranges(add: Any, gxe: Any, column: Any) -> None:
         ),
         "num_instances",
     )
-    # metrics-all (and lm-eval) rows always carry a score and a date. A score that is not a
-    # number is stored as NULL, so that NULL is the type break: it must fail here, not vanish.
+    # metrics-all rows always carry a score and a date. A score that is not a number is stored
+    # as NULL, so that NULL is the type break: it must fail here, not vanish.
     for name, what in (("primary_score", "is a number"), ("evaluated_at", "parsed")):
         add(
             gxe.ExpectColumnValuesToNotBeNull(
                 column=name,
-                row_condition=column("source").is_in(list(SCORED_SOURCES)),
-                description=f"{name} {what} on {' and '.join(SCORED_SOURCES)} rows",
+                row_condition=column("source") == "metrics-all",
+                description=f"{name} {what} on metrics-all rows",
             ),
             name,
             "source",

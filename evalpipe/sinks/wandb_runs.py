@@ -99,6 +99,19 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
+def version_and_shots(config: Any) -> tuple[str | None, int | None]:
+    """A task's version and few-shot count from its config: lm-eval's `metadata.version` and
+    `num_fewshot`, or OLMES's `version` and `num_shots`."""
+    if not isinstance(config, dict):
+        return None, None
+    metadata = config.get("metadata")
+    version = metadata.get("version") if isinstance(metadata, dict) else None
+    version = config.get("version") if version is None else version
+    shots = config.get("num_fewshot", config.get("num_shots"))
+    valid_shots = isinstance(shots, int) and not isinstance(shots, bool)
+    return (None if version is None else str(version)), (shots if valid_shots else None)
+
+
 def build_wandb_run(
     project: str, entity: str | None, run: dict, results: pd.DataFrame, metrics: pd.DataFrame
 ) -> WandbRun:
@@ -124,8 +137,7 @@ def build_wandb_run(
     for row in results.itertuples():
         rows = by_task.get(row.task_name)
         entry: dict[str, Any] = {"alias": row.task_name}
-        version = None if pd.isna(row.task_version) else row.task_version
-        shots = None if pd.isna(row.num_fewshot) else int(row.num_fewshot)
+        version, shots = version_and_shots(task_configs[row.task_name])
         ordered = [] if rows is None else rows.sort_values(["metric", "filter"]).itertuples()
         for m in ordered:
             value, stderr = _number(m.value), _number(m.stderr)
@@ -156,11 +168,8 @@ def build_wandb_run(
         "results": payload,
         **({"groups": groups} if groups else {}),
         "configs": task_configs,
-        "versions": {r.task_name: r.task_version for r in results.itertuples()},
-        "n-shot": {
-            r.task_name: None if pd.isna(r.num_fewshot) else int(r.num_fewshot)
-            for r in results.itertuples()
-        },
+        "versions": {t: version_and_shots(c)[0] for t, c in task_configs.items()},
+        "n-shot": {t: version_and_shots(c)[1] for t, c in task_configs.items()},
         "config": cli_configs,
         "evalpipe": {"run_id": run_id, "source": run["source"], "status": run["status"]},
     }
@@ -206,9 +215,6 @@ def plan_sync(
     metrics = lake.read_all("task_metrics").to_pandas()
     if "filter" not in metrics.columns:  # only lake files older than the column
         metrics = metrics.assign(filter=None, stderr=None)
-    for column in ("num_fewshot", "task_version"):
-        if column not in results.columns:
-            results[column] = None
     for run in runs.to_dict("records"):
         run_id, status = run["run_id"], run["status"]
         logged = ledger.get(run_id)

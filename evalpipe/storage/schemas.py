@@ -70,8 +70,6 @@ SCHEMAS: dict[str, pa.Schema] = {
             json_column("compute_config"),
             json_column("beaker_info"),
             json_column("metrics"),
-            ("num_fewshot", pa.int64()),
-            ("task_version", pa.string()),
         ]
     ),
     "task_metrics": pa.schema(

@@ -129,7 +129,7 @@ def test_evaluated_at_in_the_future_fails(run: Run) -> None:
 
 def test_evaluated_at_missing_on_a_metrics_all_row_fails(run: Run) -> None:
     outcome = results(set_value(run.task_results, ACCURACY_TASK, "evaluated_at", pd.NaT))
-    assert_fails(outcome, "evaluated_at parsed on metrics-all and lm-eval rows (1 row)", ACCURACY_TASK)
+    assert_fails(outcome, "evaluated_at parsed on metrics-all rows (1 row)", ACCURACY_TASK)
 
 
 def test_evaluated_at_may_be_missing_on_an_artifact_only_row(run: Run) -> None:

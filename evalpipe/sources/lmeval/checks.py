@@ -46,7 +46,7 @@ PER_RUN_CHECKS: tuple[tuple[str, str, bool, str], ...] = (
         CHECK_TASK_RESULTS,
         True,
         "Great Expectations suite on the run's task_results: columns and types, one row per "
-        "task or group, primary_score a number and in [0, 1] for bounded metrics, "
+        "task or group, source known, primary_score in [0, 1] for bounded metrics, "
         "num_instances positive, evaluated_at not in the future.",
     ),
     (
@@ -61,7 +61,8 @@ PER_RUN_CHECKS: tuple[tuple[str, str, bool, str], ...] = (
         CHECK_METRICS,
         True,
         "task_metrics holds every numeric `metric,filter` entry of the results file, with the "
-        "same value and standard error, and nothing else.",
+        "same value and standard error, and nothing else; every task_results row has a "
+        "primary metric and score, equal to the entry lm-eval's table shows first.",
     ),
     (
         "task_results",
@@ -122,7 +123,7 @@ def evaluate_runs(runs: Sequence[RunToCheck], now: datetime | None = None) -> li
             [
                 RunCheck("task_results", task_suites[i]),
                 RunCheck("task_results", reconcile_task_rows(results[i], expected, sources[i])),
-                RunCheck("task_metrics", metrics_outcome(run, metrics)),
+                RunCheck("task_metrics", metrics_outcome(run, metrics, results[i])),
                 RunCheck("task_results", groups_outcome(run, metrics, results[i])),
                 RunCheck("predictions", prediction_suites[i]),
                 RunCheck("predictions", counts_outcome(run, results[i], predictions[i])),
@@ -138,8 +139,11 @@ def _same(a: Any, b: Any) -> bool:
     return math.isclose(float(a), float(b), rel_tol=0.0, abs_tol=1e-12)
 
 
-def metrics_outcome(run: LmevalRun, metrics: pd.DataFrame) -> CheckOutcome:
-    """ERROR unless the stored task_metrics equal the results file's numeric entries."""
+def metrics_outcome(
+    run: LmevalRun, metrics: pd.DataFrame, task_results: pd.DataFrame
+) -> CheckOutcome:
+    """ERROR unless the stored task_metrics equal the results file's numeric entries and each
+    task_results row's primary score is its primary entry's value (never NULL)."""
     expected = {
         (e.name, m.metric, m.filter or ""): (m.value, m.stderr)
         for e in run.entries
@@ -159,6 +163,16 @@ def metrics_outcome(run: LmevalRun, metrics: pd.DataFrame) -> CheckOutcome:
             problems.append((*key, "in the results file, not in task_metrics"))
         elif not (_same(stored[key][0], value) and _same(stored[key][1], stderr)):
             problems.append((*key, f"stored {stored[key]}, results file has {(value, stderr)}"))
+    primaries = {e.name: e.primary for e in run.entries}
+    for task, metric, score in task_results[
+        ["task_name", "primary_metric", "primary_score"]
+    ].itertuples(index=False):
+        primary = primaries.get(task)
+        if primary is None or metric != primary.key or not _same(score, primary.value):
+            expected_primary = (primary.key, primary.value) if primary else None
+            problems.append(
+                (task, metric, "", f"primary score {score!r}, results file has {expected_primary}")
+            )
     problems += [
         (*key, "in task_metrics, not in the results file")
         for key in stored.keys() - expected.keys()
@@ -170,7 +184,7 @@ def metrics_outcome(run: LmevalRun, metrics: pd.DataFrame) -> CheckOutcome:
         "ERROR",
         f"all {len(expected)} numeric metric entries of {run.path.name} are in task_metrics"
         if not problems
-        else f"{len(problems)} task_metrics rows differ from {run.path.name}",
+        else f"{len(problems)} task_metrics or primary score rows differ from {run.path.name}",
         {
             "metrics_expected": len(expected),
             "rows_checked": len(metrics),
@@ -270,7 +284,8 @@ def samples_outcome(run: LmevalRun, predictions: pd.DataFrame) -> CheckOutcome:
     reported score (a samples file from another evaluation, or one cut short)."""
     aggregation = {}
     for task, config in run.section("configs").items():
-        for item in (config or {}).get("metric_list") or []:
+        items = config.get("metric_list") if isinstance(config, dict) else None
+        for item in items if isinstance(items, list) else []:
             if isinstance(item, dict) and item.get("aggregation") == "mean":
                 aggregation.setdefault(task, set()).add(item.get("metric"))
     sums: dict[tuple[str, str], list[float]] = {}

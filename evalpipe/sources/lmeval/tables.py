@@ -58,16 +58,22 @@ def num_instances(run: LmevalRun, entry: ResultsEntry) -> int | None:
 
 
 def task_config(run: LmevalRun, entry: ResultsEntry) -> dict[str, Any] | None:
-    """A task's config as lm-eval recorded it; a group has none, so its members stand in."""
+    """A task's config as lm-eval recorded it (its `num_fewshot` and `metadata.version` are the
+    results file's `n-shot` and `versions`); a group has none, so it gets its members, version
+    and n-shot in the same places."""
     if entry.is_group:
-        return {"group": entry.name, "task": run.section("group_subtasks").get(entry.name)}
+        return {
+            "group": entry.name,
+            "task": run.section("group_subtasks").get(entry.name),
+            "num_fewshot": run.section("n-shot").get(entry.name),
+            "metadata": {"version": run.section("versions").get(entry.name)},
+        }
     config = run.section("configs").get(entry.name)
     return config if isinstance(config, dict) else None
 
 
 def task_result_row(run_id: str, run: LmevalRun, idx: int, entry: ResultsEntry) -> dict:
     primary = entry.primary
-    version = run.section("versions").get(entry.name)
     return {
         "run_id": run_id,
         "task_name": entry.name,
@@ -84,8 +90,6 @@ def task_result_row(run_id: str, run: LmevalRun, idx: int, entry: ResultsEntry) 
         "model_config": json_text(run.config or None),
         "task_config": json_text(task_config(run, entry)),
         "metrics": json_text(entry.entry),
-        "num_fewshot": _int(run.section("n-shot").get(entry.name)),
-        "task_version": None if version is None else str(version),
     }
 
 

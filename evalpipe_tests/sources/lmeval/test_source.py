@@ -44,8 +44,9 @@ def test_runs_land_in_the_shared_tables_with_the_json_figures(lmeval_settings: S
             row = results[name]
             assert json.loads(row["metrics"]) == entry
             assert row["is_aggregate"] == (name in raw.get("groups", {}))
-            assert row["num_fewshot"] == raw["n-shot"][name]
-            assert row["task_version"] == str(raw["versions"][name])
+            config = json.loads(row["task_config"])
+            assert config["num_fewshot"] == raw["n-shot"][name]
+            assert config["metadata"]["version"] == raw["versions"][name]
             if not row["is_aggregate"]:
                 assert row["num_instances"] == raw["n-samples"][name]["effective"]
                 assert json.loads(row["task_config"]) == raw["configs"][name]
