@@ -32,9 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ingest", help="ingest new or changed run directories (what the sensor does)"
     )
     p.add_argument("--dumps", type=Path, help="dumps root (default: $EVALPIPE_DUMPS)")
-    p.add_argument(
-        "--lmeval", type=Path, help="lm-eval results root (default: $EVALPIPE_LMEVAL)"
-    )
+    p.add_argument("--lmeval", type=Path, help="lm-eval results root (default: $EVALPIPE_LMEVAL)")
     p.add_argument("--force", action="store_true", help="re-ingest even unchanged run directories")
     p.add_argument("--verbose", action="store_true", help="show Dagster's own event log")
     p.set_defaults(func=cmd_ingest)

@@ -42,6 +42,7 @@ from evalpipe.sources.lmeval.tables import (
     build_run_tables,
     prediction_batches,
     run_files_table,
+    task_choices_table,
 )
 from evalpipe.sources.olmes.checks import lean_reader
 from evalpipe.storage.lake import Lake, StagedPartitions
@@ -54,6 +55,7 @@ RUN_TABLES = (
     "task_results",
     "task_metrics",
     "predictions",
+    "task_choices",
     "run_checks",
     "run_status",
 )
@@ -83,6 +85,11 @@ ASSETS = (
         "One row per document of each samples file (with --log_samples): target, responses "
         "and filtered responses, per-sample metrics.",
     ),
+    TableAsset(
+        "task_choices",
+        "Answer choices per task (0 for generate_until tasks; multiple_choice tasks counted "
+        "from their samples), for chance levels.",
+    ),
 )
 
 
@@ -93,6 +100,7 @@ class _StagedRun:
     run: LmevalRun
     tables: RunTables
     prediction_rows: dict[str, int]
+    choice_rows: int
     staged: StagedPartitions
     seconds: float
 
@@ -154,6 +162,7 @@ def _stage(scan: RunScan, root: Path, lake: Lake, progress: Progress) -> _Staged
         staged.write("runs", tables.runs)
         staged.write("task_results", tables.task_results)
         staged.write("task_metrics", tables.task_metrics)
+        choices = staged.write("task_choices", task_choices_table(scan.run_id, run))
         writer = staged.writer("predictions")
         rows: dict[str, int] = {}
         model_hash = tables.runs["model_hash"][0].as_py()
@@ -166,7 +175,7 @@ def _stage(scan: RunScan, root: Path, lake: Lake, progress: Progress) -> _Staged
         staged.discard()
         raise
     seconds = time.perf_counter() - started
-    return _StagedRun(scan, inventory, run, tables, rows, staged, seconds)
+    return _StagedRun(scan, inventory, run, tables, rows, choices, staged, seconds)
 
 
 def _check_and_commit(
@@ -296,6 +305,7 @@ def _result(staged: _StagedRun, checks: list[RunCheck], lake: Lake, seconds: flo
             "scores": scores,
         },
         "task_metrics": table(tables.task_metrics.num_rows, "task_metrics"),
+        "task_choices": table(staged.choice_rows, "task_choices"),
         "predictions": {
             **table(sum(staged.prediction_rows.values()), "predictions"),
             "samples_files": len(run.samples),

@@ -16,7 +16,7 @@ from typing import Any
 import pyarrow as pa
 
 from evalpipe.core.inventory import RunInventory
-from evalpipe.core.jsonl import json_text
+from evalpipe.core.jsonl import iter_jsonl, json_text
 from evalpipe.sources.lmeval.reader import (
     SAMPLES_FILE,
     SOURCE_NAME,
@@ -163,6 +163,33 @@ def prediction_batches(
             for doc in iter_sample_docs(path)
         ]
         yield task, pa.Table.from_pylist(rows, SCHEMAS["predictions"])
+
+
+def task_choices_table(run_id: str, run: LmevalRun) -> pa.Table:
+    """Answer choices per task, for chance levels: a `generate_until` task has none; a
+    `multiple_choice` task has one loglikelihood request per choice, counted on the first line
+    of its samples (so only with `--log_samples`); other kinds are left out."""
+    rows = []
+    for entry in run.tasks:
+        config = run.section("configs").get(entry.name)
+        kind = config.get("output_type") if isinstance(config, dict) else None
+        if kind == "generate_until":
+            rows.append(
+                {"run_id": run_id, "task_name": entry.name, "n_choices": 0, "generative": True}
+            )
+        elif kind == "multiple_choice" and entry.name in run.samples:
+            first = next(iter_jsonl(run.samples[entry.name]), None)
+            requests = first[2].get("arguments") if first and isinstance(first[2], dict) else None
+            if isinstance(requests, dict) and requests:
+                rows.append(
+                    {
+                        "run_id": run_id,
+                        "task_name": entry.name,
+                        "n_choices": len(requests),
+                        "generative": False,
+                    }
+                )
+    return pa.Table.from_pylist(rows, SCHEMAS["task_choices"])
 
 
 def run_files_table(run_id: str, inventory: RunInventory) -> pa.Table:

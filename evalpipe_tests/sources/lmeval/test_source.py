@@ -89,6 +89,15 @@ def test_predictions_hold_every_sample_and_none_without_log_samples(
         "filtered_resps": {"strict-match": ["[invalid]"], "raw": ["lol"]},
     }
     assert lake.read("predictions", ids["step300"]).num_rows == 0
+    choices = {
+        run: {
+            (c["task_name"], c["n_choices"], c["generative"])
+            for c in rows(lake, "task_choices", ids[run])
+        }
+        for run in ("step100", "step300")
+    }
+    assert choices["step100"] == {("toy_colors", 6, False), ("toy_sums", 0, True)}
+    assert choices["step300"] == {("toy_sums", 0, True)}, "choices are counted from samples"
     checks = {c["check"]: c for c in rows(lake, "run_checks", ids["step300"])}
     assert checks["predictions_match_num_instances"]["passed"]
     assert "without --log_samples" in checks["predictions_match_num_instances"]["description"]
