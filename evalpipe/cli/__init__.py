@@ -13,10 +13,10 @@ from collections.abc import Sequence
 
 import duckdb
 
-from evalpipe.cli import checks, ingest, query, snapshots
+from evalpipe.cli import checks, ingest, query, sinks, snapshots
 from evalpipe.storage.warehouse import WarehouseMissing
 
-AREAS = (ingest, checks, query, snapshots)
+AREAS = (ingest, checks, query, snapshots, sinks)
 
 
 def build_parser() -> argparse.ArgumentParser:

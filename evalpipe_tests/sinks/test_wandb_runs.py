@@ -193,6 +193,32 @@ def test_relogging_updates_the_same_wandb_run_and_quarantine_marks_it(
     assert set(offline_runs(logged.wandb_dir)) == ids_before
 
 
+def test_wandb_sync_logs_what_is_already_ingested(
+    logged: Logged, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """`evalpipe wandb-sync` on a copy of the lake: every healthy run is unchanged since the
+    ingest logged it; with the ledger gone, all are logged again (to the same W&B runs)."""
+    home = tmp_path / "home"
+    shutil.copytree(logged.settings.home / "lake", home / "lake")
+    shutil.copy(logged.settings.home / LEDGER, home / LEDGER)
+    monkeypatch.setenv("EVALPIPE_HOME", str(home))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    for name, value in wandb_env(logged.root, logged.wandb_dir).items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("EVALPIPE_WANDB_PROJECT", PROJECT)
+    healthy = len(logged.healthy())
+    assert main(["wandb-sync"]) == 0
+    assert f": 0 runs logged, 0 marked quarantined, {healthy} unchanged" in capsys.readouterr().out
+    (home / LEDGER).unlink()
+    ids_before = set(offline_runs(logged.wandb_dir))
+    assert main(["wandb-sync"]) == 0
+    assert f": {healthy} runs logged" in capsys.readouterr().out
+    assert set(offline_runs(logged.wandb_dir)) == ids_before
+    monkeypatch.delenv("EVALPIPE_WANDB_PROJECT")
+    assert main(["wandb-sync"]) == 2
+    assert "EVALPIPE_WANDB_PROJECT is not set" in capsys.readouterr().err
+
+
 def test_no_api_key_in_any_file_or_output(logged: Logged) -> None:
     key = API_KEY.encode()
     assert key not in logged.printed.encode()
