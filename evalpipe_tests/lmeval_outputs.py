@@ -2,14 +2,15 @@
 
 lm-eval (a dev dependency) runs its built-in `dummy` model, as `lm_eval run` does, on two
 small tasks whose data are local JSON lines shipped in `lmeval_tasks/` (`dataset_path: json`):
-a multiple-choice task (`acc`, `acc_norm`) and a generative one with two filters. Three
+a multiple-choice task (`acc`, `acc_norm`) and a generative one with two filters. Four
 evaluations of one model, each a checkpoint (`revision`), land in one `--output_path`:
 
 - `step100`: both tasks, with `--log_samples`;
 - `step200`: the group `toy_suite` of both tasks, with `--log_samples`;
-- `step300`: both tasks, without `--log_samples` (results file only).
+- `step300`: both tasks, without `--log_samples` (results file only);
+- `step400`: the group again, with `--log_samples` (a second run to test the group on).
 
-All three run in one Python process through lm-eval's own `simple_evaluate` and
+All four run in one Python process through lm-eval's own `simple_evaluate` and
 `EvaluationTracker` (what its command line calls; the files are the same), offline: the data
 are local and the Hugging Face caches point into the temporary directory.
 """
@@ -30,6 +31,7 @@ EVALUATIONS = {
     "step100": (["toy_colors", "toy_sums"], True),
     "step200": (["toy_suite"], True),
     "step300": (["toy_colors", "toy_sums"], False),
+    "step400": (["toy_suite"], True),
 }
 
 RUNNER = """
@@ -62,7 +64,7 @@ for argv in sys.argv[1:]:
 
 
 def generate(work: Path) -> Path:
-    """Run the three evaluations; returns the output root (`<root>/acme__tiny-lm/...`)."""
+    """Run the evaluations; returns the output root (`<root>/acme__tiny-lm/...`)."""
     tasks = work / "tasks"
     shutil.copytree(TASKS, tasks)
     output = work / "lmeval"

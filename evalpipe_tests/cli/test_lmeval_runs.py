@@ -74,6 +74,7 @@ def test_ingest_lists_lm_eval_runs_beside_olmes(
         ids["step100"]: ("step100", "ok"),
         ids["step200"]: ("step200", "ok"),
         ids["step300"]: ("step300", "ok"),
+        ids["step400"]: ("step400", "ok"),
         OLMES_RUN: ("olmes", "ok"),
     }
 
@@ -101,6 +102,21 @@ def test_significance_between_lm_eval_runs_pairs_every_document(
     assert row["p_value"] == pytest.approx(mcnemar_exact(samples[a], samples[b]).p_value)
     sums = json_out(capsys, ["significance", a, b, "--task", "toy_sums"])
     assert (sums["metric"], sums["n_paired"]) == ("exact_match,raw", 5)
+
+
+def test_significance_of_a_group_uses_its_recorded_members_and_averaging(
+    home: Settings, capsys: pytest.CaptureFixture
+) -> None:
+    ids = run_ids(home.lmeval)
+    a, b = ids["step200"], ids["step400"]
+    row = json_out(capsys, ["significance", a, b, "--task", "toy_suite"])
+    raw = {r: json.loads((home.lmeval / f"{r}.json").read_text())["results"] for r in (a, b)}
+    # toy_suite averages `acc` over the members that have it (toy_colors), weighted by size.
+    assert (row["metric"], row["n_paired"], row["strata"]) == ("micro(acc)", 6, 1)
+    assert row["mean_a"] == pytest.approx(raw[a]["toy_suite"]["acc,none"])
+    assert row["mean_b"] == pytest.approx(raw[b]["toy_suite"]["acc,none"])
+    assert main(["significance", ids["step100"], b, "--task", "toy_suite"]) == 2
+    assert "no task 'toy_suite'" in capsys.readouterr().err, "step100 ran the tasks alone"
 
 
 def test_significance_between_lm_eval_and_olmes_on_the_same_documents(

@@ -32,11 +32,11 @@ def test_sensor_waits_for_settled_results_then_requests_one_batch(
     with dg.instance_for_test() as instance:
         waiting = sensor_result(instance, settling)
         assert not waiting.run_requests
-        assert "3 run directories settling" in waiting.skip_reason.skip_message
+        assert f"{len(ids)} run directories settling" in waiting.skip_reason.skip_message
         result = sensor_result(instance, lmeval_settings)
         [request] = result.run_requests
         assert result.dynamic_partitions_requests[0].partition_keys == ids
-        assert request.tags == {**request.tags, **range_tags(ids[0], ids[-1], 3)}
+        assert request.tags == {**request.tags, **range_tags(ids[0], ids[-1], len(ids))}
 
 
 def test_ingest_job_records_checks_per_run_and_the_wandb_sink_skips(
@@ -47,7 +47,7 @@ def test_ingest_job_records_checks_per_run_and_the_wandb_sink_skips(
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions(LMEVAL_DEFS.partitions.name, ids)
         result = defs.resolve_job_def("lmeval_ingest").execute_in_process(
-            instance=instance, tags=range_tags(ids[0], ids[-1], 3)
+            instance=instance, tags=range_tags(ids[0], ids[-1], len(ids))
         )
         assert result.success
         key = dg.AssetKey(["lmeval", "task_results"])
@@ -65,7 +65,7 @@ def test_ingest_job_records_checks_per_run_and_the_wandb_sink_skips(
             for e in result.all_events
             if e.event_type_value == "ASSET_CHECK_EVALUATION"
         ]
-        assert len(evaluations) == len(PER_RUN_CHECKS) * 3
+        assert len(evaluations) == len(PER_RUN_CHECKS) * len(ids)
         assert all(e.passed for e in evaluations)
 
         assert lmeval_settings.wandb_project is None

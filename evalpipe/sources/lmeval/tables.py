@@ -57,16 +57,54 @@ def num_instances(run: LmevalRun, entry: ResultsEntry) -> int | None:
     return _int(entry.entry.get("sample_len"))
 
 
+def group_aggregate(run: LmevalRun, group: ResultsEntry) -> dict[str, Any] | None:
+    """How a group's primary score was computed: the member tasks that have its metric, and
+    whether their mean is weighted by size (`micro`) or plain (`macro`), found by recomputing
+    both (lm-eval does not write `weight_by_size`; None when neither matches)."""
+    primary = group.primary
+    if primary is None:
+        return None
+    entries = {e.name: e for e in run.tasks}
+    scored = []
+    for leaf in run.leaves(group.name):
+        entry = entries.get(leaf)
+        value = (
+            next(
+                (
+                    m.value
+                    for m in entry.metrics
+                    if (m.metric, m.filter) == (primary.metric, primary.filter)
+                ),
+                None,
+            )
+            if entry
+            else None
+        )
+        size = num_instances(run, entry) if entry else None
+        if value is not None and size:
+            scored.append((leaf, value, size))
+    averaging = None
+    if scored:
+        micro = sum(v * n for _, v, n in scored) / sum(n for _, _, n in scored)
+        macro = sum(v for _, v, _ in scored) / len(scored)
+        if abs(primary.value - micro) <= 1e-6:
+            averaging = "micro"
+        elif abs(primary.value - macro) <= 1e-6:
+            averaging = "macro"
+    return {"metric": primary.key, "members": [s[0] for s in scored], "averaging": averaging}
+
+
 def task_config(run: LmevalRun, entry: ResultsEntry) -> dict[str, Any] | None:
     """A task's config as lm-eval recorded it (its `num_fewshot` and `metadata.version` are the
     results file's `n-shot` and `versions`); a group has none, so it gets its members, version
-    and n-shot in the same places."""
+    and n-shot in the same places, and how its primary score aggregates its members."""
     if entry.is_group:
         return {
             "group": entry.name,
             "task": run.section("group_subtasks").get(entry.name),
             "num_fewshot": run.section("n-shot").get(entry.name),
             "metadata": {"version": run.section("versions").get(entry.name)},
+            "aggregate": group_aggregate(run, entry),
         }
     config = run.section("configs").get(entry.name)
     return config if isinstance(config, dict) else None
