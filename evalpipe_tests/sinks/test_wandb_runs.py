@@ -19,7 +19,7 @@ from evalpipe.sources.olmes.samples import generate_dumps
 from evalpipe.storage.lake import Lake
 from evalpipe.storage.warehouse import read_runs_with_status
 from evalpipe_tests.lmeval_outputs import run_ids
-from evalpipe_tests.wandb_offline import OfflineRun, offline_runs
+from evalpipe_tests.wandb_offline import OfflineRun, offline_runs, read_offline_run
 
 API_KEY = "evalpipetestkey" + "0123456789abcdef" * 2 + "9"
 """A made-up key of W&B's length: it must never be written anywhere."""
@@ -217,6 +217,34 @@ def test_wandb_sync_logs_what_is_already_ingested(
     monkeypatch.delenv("EVALPIPE_WANDB_PROJECT")
     assert main(["wandb-sync"]) == 2
     assert "EVALPIPE_WANDB_PROJECT is not set" in capsys.readouterr().err
+
+
+def test_eval_results_tables_hold_the_rows_lm_evals_own_logger_writes(logged: Logged) -> None:
+    """lm-eval's own WandbLogger, given the same results file, logs the same table rows (bar
+    the rows it writes for bookkeeping keys: `name`, `sample_len`, `sample_count`)."""
+    import wandb
+    from lm_eval.loggers import WandbLogger
+
+    run_id = run_ids(logged.settings.lmeval)["step200"]
+    raw = json.loads((logged.settings.lmeval / f"{run_id}.json").read_text())
+    reference_id = "lmevalreference"
+    logger = WandbLogger(init_args={"project": "lm-eval-reference", "id": reference_id})
+    logger.post_init(raw)
+    logger.log_eval_result()
+    wandb.finish()
+    [directory] = (logged.wandb_dir / "wandb").glob(f"offline-run-*-{reference_id}")
+    reference = read_offline_run(directory)
+    ours = offline_runs(logged.wandb_dir)[wandb_run_id(run_id)]
+
+    def rows(table: dict) -> set[tuple[str, ...]]:
+        bookkeeping = {"name", "sample_len", "sample_count"}
+        return {tuple(map(str, r)) for r in table["data"] if r[4] not in bookkeeping}
+
+    assert len(rows(reference.table("evaluation/eval_results"))) == 4
+    for key in ("evaluation/eval_results", "evaluation/group_eval_results"):
+        assert ours.table(key)["columns"] == reference.table(key)["columns"]
+        assert rows(ours.table(key)) == rows(reference.table(key))
+    assert reference.summary["toy_colors/acc"] == ours.summary["toy_colors/acc"]
 
 
 def test_no_api_key_in_any_file_or_output(logged: Logged) -> None:
