@@ -65,9 +65,17 @@ for argv in sys.argv[1:]:
 
 def generate(work: Path) -> Path:
     """Run the evaluations; returns the output root (`<root>/acme__tiny-lm/...`)."""
-    tasks = work / "tasks"
-    shutil.copytree(TASKS, tasks)
     output = work / "lmeval"
+    run_lm_eval(work, output, EVALUATIONS)
+    return output
+
+
+def run_lm_eval(work: Path, output_path: Path, evaluations: dict) -> None:
+    """Run `evaluations` (revision → (tasks, log_samples)) into `output_path`, a directory or,
+    as `lm_eval --output_path x.json` allows, a JSON file name."""
+    tasks = work / "tasks"
+    if not tasks.exists():
+        shutil.copytree(TASKS, tasks)
     env = {
         **os.environ,
         "HF_HOME": str(work / "hf"),
@@ -83,10 +91,10 @@ def generate(work: Path) -> Path:
                 "model_args": f"pretrained=acme/tiny-lm,revision={revision}",
                 "tasks": names,
                 "log_samples": samples,
-                "output_path": str(output),
+                "output_path": str(output_path),
             }
         )
-        for revision, (names, samples) in EVALUATIONS.items()
+        for revision, (names, samples) in evaluations.items()
     ]
     done = subprocess.run(
         [sys.executable, "-c", RUNNER, *calls],
@@ -98,7 +106,6 @@ def generate(work: Path) -> Path:
     )
     if done.returncode != 0:
         raise RuntimeError(f"lm-eval failed ({done.returncode}):\n{done.stderr[-4000:]}")
-    return output
 
 
 def results_files(root: Path) -> list[Path]:

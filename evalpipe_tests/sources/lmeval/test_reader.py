@@ -13,7 +13,7 @@ from evalpipe.sources.lmeval.reader import (
     results_path,
     scan_root,
 )
-from evalpipe_tests.lmeval_outputs import MODEL_DIR, results_files, run_ids
+from evalpipe_tests.lmeval_outputs import MODEL_DIR, results_files, run_ids, run_lm_eval
 
 
 def test_each_results_file_is_one_run_with_only_its_own_samples(pristine_lmeval: Path) -> None:
@@ -30,6 +30,21 @@ def test_each_results_file_is_one_run_with_only_its_own_samples(pristine_lmeval:
     ]
     assert names[ids["step300"]] == [Path(ids["step300"]).name + ".json"]
     assert all(s.inventory.complete and s.source == "lmeval" for s in found.runs)
+
+
+def test_output_path_given_as_a_json_file_name_is_read_too(tmp_path: Path) -> None:
+    """`lm_eval --output_path <dir>/evals.json` writes `evals_<ts>.json`, samples beside it."""
+    root = tmp_path / "lmeval"
+    run_lm_eval(tmp_path, root / "sweep" / "evals.json", {"step9": (["toy_colors"], True)})
+    [scan] = scan_root(root).runs
+    assert scan.run_id.startswith("sweep/evals_")
+    names = [f.name for f in scan.inventory.files]
+    assert names[0] == Path(scan.run_id).name + ".json" and names[1].startswith(
+        "samples_toy_colors_"
+    )
+    run = read_results(results_path(root, scan.run_id), scan.inventory)
+    assert [e.name for e in run.entries] == ["toy_colors"] and list(run.samples) == ["toy_colors"]
+    assert run.model_identity() == ("acme/tiny-lm", "step9", None)
 
 
 def test_tasks_groups_and_primary_metrics_follow_lm_evals_table(pristine_lmeval: Path) -> None:
