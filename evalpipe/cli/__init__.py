@@ -16,11 +16,11 @@ from collections.abc import Sequence
 
 import duckdb
 
-from evalpipe.cli import checks, ingest, query, retention, snapshots, vmeval
+from evalpipe.cli import checks, ingest, query, retention, sinks, snapshots, vmeval
 from evalpipe.core.config import ScannerUnavailable
 from evalpipe.storage.warehouse import WarehouseMissing
 
-AREAS = (ingest, checks, query, snapshots, retention, vmeval)
+AREAS = (ingest, checks, query, snapshots, retention, vmeval, sinks)
 
 
 def build_parser() -> argparse.ArgumentParser:

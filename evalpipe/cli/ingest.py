@@ -35,6 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--datasets", type=Path, help="VMEvalKit data roots (default: $EVALPIPE_DATASETS)"
     )
+    p.add_argument("--lmeval", type=Path, help="lm-eval results root (default: $EVALPIPE_LMEVAL)")
     p.add_argument("--force", action="store_true", help="re-ingest even unchanged run directories")
     p.add_argument("--verbose", action="store_true", help="show Dagster's own event log")
     p.set_defaults(func=cmd_ingest)
@@ -49,11 +50,16 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         env["EVALPIPE_DUMPS"] = str(args.dumps)
     if args.datasets:
         env["EVALPIPE_DATASETS"] = str(args.datasets)
+    if args.lmeval:
+        env["EVALPIPE_LMEVAL"] = str(args.lmeval)
     settings = load_settings(env)
-    if not settings.dumps.is_dir() and not settings.datasets.is_dir():
+    roots = (settings.dumps, settings.datasets, settings.lmeval)
+    if not any(root.is_dir() for root in roots):
         print(
-            f"error: dumps root {settings.dumps} does not exist (set EVALPIPE_DUMPS or pass --dumps)"
-            f" and neither does the VMEvalKit datasets root {settings.datasets}",
+            f"error: dumps root {settings.dumps} does not exist (set EVALPIPE_DUMPS or pass "
+            f"--dumps), nor does the VMEvalKit datasets root {settings.datasets} "
+            f"(EVALPIPE_DATASETS, --datasets) or the lm-eval root {settings.lmeval} "
+            "(EVALPIPE_LMEVAL, --lmeval)",
             file=sys.stderr,
         )
         return 2
@@ -68,6 +74,8 @@ def ingest_and_report(settings: Settings, *, force: bool, verbose: bool = False)
     print(f"ingesting run directories under {settings.dumps}")
     if settings.datasets.is_dir():
         print(f"ingesting VMEvalKit data roots under {settings.datasets}")
+    if settings.lmeval.is_dir():
+        print(f"ingesting lm-eval results under {settings.lmeval}")
     report = ingest(
         build_definitions(settings),
         settings,

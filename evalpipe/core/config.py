@@ -35,6 +35,13 @@ class Settings:
     def datasets(self) -> Path:
         return self.datasets_root or self.home / "datasets"
 
+    lmeval_root: Path | None = None
+    """`EVALPIPE_LMEVAL`, when set (see `lmeval`)."""
+    wandb_project: str | None = None
+    """`EVALPIPE_WANDB_PROJECT`: the W&B project healthy runs are logged to (none: no logging)."""
+    wandb_entity: str | None = None
+    """`EVALPIPE_WANDB_ENTITY`: the W&B team or user (default: the API key's own)."""
+
     @property
     def lake(self) -> Path:
         return self.home / "lake"
@@ -46,6 +53,12 @@ class Settings:
     @property
     def reports(self) -> Path:
         return self.home / "reports"
+
+    @property
+    def lmeval(self) -> Path:
+        """Where lm-evaluation-harness `--output_path` results are watched (`EVALPIPE_LMEVAL`,
+        default `$EVALPIPE_HOME/lmeval`)."""
+        return self.lmeval_root or self.home / "lmeval"
 
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
@@ -66,6 +79,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
     suites = env.get("EVALPIPE_SUITES_FILE")
     datasets = Path(env.get("EVALPIPE_DATASETS") or home / "datasets").expanduser().resolve()
+    lmeval = env.get("EVALPIPE_LMEVAL")
     return Settings(
         home=home,
         dumps=dumps,
@@ -74,6 +88,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dagster_home=dagster_home,
         suites_file=Path(suites).expanduser().resolve() if suites else None,
         datasets_root=datasets,
+        lmeval_root=Path(lmeval).expanduser().resolve() if lmeval else None,
+        wandb_project=env.get("EVALPIPE_WANDB_PROJECT") or None,
+        wandb_entity=env.get("EVALPIPE_WANDB_ENTITY") or None,
     )
 
 

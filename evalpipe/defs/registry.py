@@ -4,11 +4,12 @@ Everything across sources (leaderboards, warehouse, snapshot, the CLI's ingest) 
 so their lineage and their work cover every registered source.
 """
 
+from evalpipe.defs.lmeval.definitions import LMEVAL_DEFS
 from evalpipe.defs.olmes.definitions import OLMES_DEFS
 from evalpipe.defs.sources import SourceDefs
 from evalpipe.defs.vmeval.definitions import VMEVAL_DEFS
 
-SOURCE_DEFS: tuple[SourceDefs, ...] = (OLMES_DEFS, VMEVAL_DEFS)
+SOURCE_DEFS: tuple[SourceDefs, ...] = (OLMES_DEFS, VMEVAL_DEFS, LMEVAL_DEFS)
 
 
 def per_run_keys(names: list[str] | None = None) -> list:

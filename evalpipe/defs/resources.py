@@ -17,6 +17,9 @@ class EvalpipeHome(dg.ConfigurableResource):
     suites_file: str | None = None
     snapshot_target: str = ""
     datasets: str = ""
+    lmeval: str = ""
+    wandb_project: str = ""
+    wandb_entity: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EvalpipeHome":
@@ -27,6 +30,9 @@ class EvalpipeHome(dg.ConfigurableResource):
             suites_file=str(settings.suites_file) if settings.suites_file else None,
             snapshot_target=settings.snapshot_target,
             datasets=str(settings.datasets),
+            lmeval=str(settings.lmeval),
+            wandb_project=settings.wandb_project or "",
+            wandb_entity=settings.wandb_entity or "",
         )
 
     def settings(self) -> Settings:
@@ -39,6 +45,9 @@ class EvalpipeHome(dg.ConfigurableResource):
                 "EVALPIPE_SNAPSHOT_TARGET": self.snapshot_target,
                 "EVALPIPE_SUITES_FILE": self.suites_file or "",
                 "EVALPIPE_DATASETS": self.datasets,
+                "EVALPIPE_LMEVAL": self.lmeval,
+                "EVALPIPE_WANDB_PROJECT": self.wandb_project,
+                "EVALPIPE_WANDB_ENTITY": self.wandb_entity,
             }
         )
 

@@ -77,7 +77,7 @@ def is_bounded_metric(metric: object) -> bool:
     """
     if not isinstance(metric, str):
         return False
-    name = metric.lower()
+    name = metric.lower().split(",", 1)[0]  # lm-eval's `exact_match,strict-match`: the filter
     return not UNBOUNDED_METRIC.search(name) and BOUNDED_METRIC.match(name) is not None
 
 
@@ -124,7 +124,7 @@ PREDICTIONS = TableSpec(
 )
 SPECS: dict[str, TableSpec] = {spec.table: spec for spec in (TASK_RESULTS, PREDICTIONS)}
 """Every table with a suite; a source adds its own tables' specs with `register_spec`."""
-SOURCES = ("metrics-all", "artifacts")
+SOURCES = ("metrics-all", "artifacts", "lm-eval")
 REQUIRED_COLUMNS = "required columns present"
 
 
