@@ -6,6 +6,8 @@ import contextlib
 import io
 import json
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -219,19 +221,37 @@ def test_wandb_sync_logs_what_is_already_ingested(
     assert "EVALPIPE_WANDB_PROJECT is not set" in capsys.readouterr().err
 
 
+REFERENCE_LOGGER = """
+import json
+import sys
+
+import wandb
+from lm_eval.loggers import WandbLogger
+
+logger = WandbLogger(init_args={"project": "lm-eval-reference", "id": sys.argv[2]})
+logger.post_init(json.loads(open(sys.argv[1]).read()))
+logger.log_eval_result()
+wandb.finish()
+"""
+
+
 def test_eval_results_tables_hold_the_rows_lm_evals_own_logger_writes(logged: Logged) -> None:
     """lm-eval's own WandbLogger, given the same results file, logs the same table rows (bar
-    the rows it writes for bookkeeping keys: `name`, `sample_len`, `sample_count`)."""
-    import wandb
-    from lm_eval.loggers import WandbLogger
-
+    the rows it writes for bookkeeping keys: `name`, `sample_len`, `sample_count`). It runs in
+    a process of its own, as lm-eval does, so no W&B state of this one leaks into it."""
     run_id = run_ids(logged.settings.lmeval)["step200"]
-    raw = json.loads((logged.settings.lmeval / f"{run_id}.json").read_text())
     reference_id = "lmevalreference"
-    logger = WandbLogger(init_args={"project": "lm-eval-reference", "id": reference_id})
-    logger.post_init(raw)
-    logger.log_eval_result()
-    wandb.finish()
+    subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            REFERENCE_LOGGER,
+            str(logged.settings.lmeval / f"{run_id}.json"),
+            reference_id,
+        ],
+        check=True,
+        timeout=180,
+    )
     [directory] = (logged.wandb_dir / "wandb").glob(f"offline-run-*-{reference_id}")
     reference = read_offline_run(directory)
     ours = offline_runs(logged.wandb_dir)[wandb_run_id(run_id)]
