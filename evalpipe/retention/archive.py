@@ -35,7 +35,7 @@ from pathlib import Path
 
 from evalpipe.core.inventory import RunScan
 from evalpipe.retention.objects import ARCHIVES_PREFIX
-from evalpipe.snapshots.manifests import _SHA256_RE, SnapshotError, _dumps, object_key
+from evalpipe.snapshots.manifests import SHA256_RE, SnapshotError, dump_json, object_key
 from evalpipe.snapshots.store import Download, Store, Upload, digest, iter_file
 
 FORMAT = "evalpipe-archive/1"
@@ -122,7 +122,7 @@ def archive_run(store: Store, scan: RunScan, now: datetime | None = None) -> Arc
             raise ArchiveError(f"{store.target.uri(key)} exists with other content")
         now = datetime.fromisoformat(json.loads(raw)["archived_at"])
     else:
-        raw = _dumps(manifest)
+        raw = dump_json(manifest)
         store.put_bytes(key, raw)
         if store.get_bytes(key) != raw:
             raise ArchiveError(f"{store.target.uri(key)} read back wrong; nothing recorded")
@@ -148,7 +148,7 @@ def load_manifest(store: Store, archive: Archive) -> list[ArchivedFile]:
         raise ArchiveError(f"{archive.manifest_uri} does not match its recorded sha256")
     files = [ArchivedFile(**f) for f in json.loads(raw)["files"]]
     for f in files:
-        if "/" in f.name or f.name in ("", ".", "..") or not _SHA256_RE.fullmatch(f.sha256):
+        if "/" in f.name or f.name in ("", ".", "..") or not SHA256_RE.fullmatch(f.sha256):
             raise ArchiveError(f"{archive.manifest_uri}: unsafe entry {f.name!r}; refused")
     return files
 
