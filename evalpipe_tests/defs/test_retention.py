@@ -27,6 +27,7 @@ from evalpipe.snapshots.manifests import (
     take_snapshot,
 )
 from evalpipe.sources.vmeval.samples import generate_datasets
+from evalpipe.storage.lake import Lake
 from evalpipe.storage.warehouse import query
 from evalpipe_tests.retention.test_interruptions import age
 from evalpipe_tests.snapshots.backends import digests
@@ -186,6 +187,11 @@ def test_a_policy_that_keeps_one_snapshot_archives_expires_sweeps_and_prunes(
     assert answers(home) == before
     located = "SELECT count(*) FROM runs r JOIN archives a USING (run_id) WHERE a.local_deleted_at IS NOT NULL"
     assert query(home.warehouse, located)[1] == [(len(originals),)]
+    capsys.readouterr()
+    assert main(["show", listed[0]["run_id"], "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["run"]
+    manifest = archives_table.find_archive(Lake(home.lake), listed[0]["id"])["manifest_uri"]
+    assert shown["archived_to"] == manifest and shown["local_deleted_at"] is not None
     assert main(["ingest"]) == 0
     assert "0 run directories: 0 ingested" in capsys.readouterr().out
     assert answers(home) == before
