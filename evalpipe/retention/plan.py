@@ -258,6 +258,11 @@ def _finish_deletions(scope: Scope, outcome: Outcome, now: datetime) -> None:
             if archive_id in recorded:
                 shutil.rmtree(path)
                 outcome.done.append(Action("delete_local", str(path), "interrupted deletion"))
+    for root in scope.unit_roots():
+        for data_root in layout.find_data_roots(root)[0] if root == scope.settings.datasets else []:
+            for prefix, stub in layout.archived_stubs(data_root):
+                if _stale_stub(data_root / prefix, stub, scope.now):
+                    stub.unlink()  # a restore or deletion was interrupted: the folder is here
     gone = [
         r["archive_id"]
         for r in rows
@@ -265,6 +270,22 @@ def _finish_deletions(scope: Scope, outcome: Outcome, now: datetime) -> None:
     ]
     if gone:
         archives_table.mark_deleted(scope.lake, gone, now)
+
+
+STUB_SETTLE = 3600.0
+"""A stub is written just before its folder is renamed away; one an hour old whose folder is
+still there was left by an interrupted deletion or restore (never by one in progress)."""
+
+
+def _stale_stub(part: Path, stub: Path, now: float) -> bool:
+    """Whether the folder is back in place with exactly the files its stub lists, and the stub
+    is old enough not to belong to a deletion in progress (so removing it changes nothing)."""
+    try:
+        listed = layout.read_stub(stub)
+        old = now - stub.stat().st_mtime >= STUB_SETTLE
+    except (OSError, ValueError):
+        return False
+    return old and part.is_dir() and set(layout.list_files(part).files) == set(listed)
 
 
 def list_archives(scope: Scope) -> list[dict]:

@@ -206,3 +206,34 @@ def test_the_runs_view_says_where_each_archived_run_lives(tmp_path: Path, backen
 
 def unit(row: dict) -> str:
     return row["run_id"]
+
+
+def test_a_restore_killed_before_removing_the_stub_is_tidied_by_the_next_archive_run(
+    tmp_path: Path, backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scope = make_scope(tmp_path, backend, vmeval_evaluations=KindPolicy(enabled=False))
+    apply_archive(scope, progress=QUIET)
+    root = data_root(scope)
+    fingerprint = VMEVAL.scan(scope.settings.datasets).runs[0].inventory.fingerprint
+    [row, *_] = archives_table.read_archives(scope.lake)
+
+    def killed(part: Path) -> Path:
+        raise Crash(f"killed before removing the stub of {part}")
+
+    monkeypatch.setattr(layout, "stub_path", killed)
+    with pytest.raises(Crash):
+        restore_archive(scope, row["archive_id"])
+    monkeypatch.undo()
+    part = Path(row["local_path"])
+    stub = layout.stub_path(part)
+    assert part.is_dir() and stub.exists()
+    assert VMEVAL.scan(scope.settings.datasets).runs[0].inventory.fingerprint == fingerprint
+
+    keep_local = replace(scope.policy.archive, delete_local=False)
+    later = replace(scope, policy=replace(scope.policy, archive=keep_local))
+    apply_archive(later, progress=QUIET)
+    assert stub.exists(), "a fresh stub may belong to a deletion in progress"
+    apply_archive(replace(later, now=later.now + 7200), progress=QUIET)
+    assert not stub.exists() and part.is_dir()
+    assert VMEVAL.scan(scope.settings.datasets).runs[0].inventory.fingerprint == fingerprint
+    assert len(layout.archived_stubs(root)) == 1  # the other experiment is still archived away
