@@ -7,7 +7,7 @@ an object younger than three days. An unknown key or a bad value is an error nam
 the line and the problem, never silently ignored (a typo in `delete_local` must not delete).
 
     [archive]
-    after_days = 30          # a run directory unchanged this long is archived
+    after_days = 30          # a unit (run, folder) unchanged this long is archived
     target = ""              # file:///abs/path or s3://bucket/prefix; "" = $EVALPIPE_HOME/archive
     delete_local = false     # remove the local copy once its archive is verified
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 from evalpipe.core.inventory import RunScan
 from evalpipe.sources.vmeval.layout import dataset_key, find_data_roots, list_files
-
-SOURCE_NAME = "vmeval"
+from evalpipe.sources.vmeval.source import SOURCE_NAME
 
 
 def part_scans(root: Path, area: str) -> list[RunScan]:
