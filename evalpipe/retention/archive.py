@@ -125,6 +125,7 @@ def archive_run(
         "fingerprint": scan.inventory.fingerprint,
         "archived_at": now.isoformat(timespec="seconds"),
         "files": [f.__dict__ for f in files],
+        "dirs": folder_mtimes(run_dir),
     }
     if store.exists(key):  # an earlier, interrupted run got this far: keep its manifest
         raw = store.get_bytes(key)
@@ -155,15 +156,35 @@ def archive_run(
 
 def load_manifest(store: Store, archive: Archive) -> list[ArchivedFile]:
     """The archive's file list, from a manifest whose bytes match the recorded sha256."""
+    return _load(store, archive)[0]
+
+
+def _load(store: Store, archive: Archive) -> tuple[list[ArchivedFile], dict[str, int]]:
+    """Files and folder mtimes (manifests before folders were recorded have none)."""
     raw = store.get_bytes(manifest_key(archive.archive_id))
     if hashlib.sha256(raw).hexdigest() != archive.manifest_sha256:
         raise ArchiveError(f"{archive.manifest_uri} does not match its recorded sha256")
-    files = [ArchivedFile(**f) for f in json.loads(raw)["files"]]
-    for f in files:
-        parts = f.name.split("/")
-        if any(p in ("", ".", "..") for p in parts) or not SHA256_RE.fullmatch(f.sha256):
-            raise ArchiveError(f"{archive.manifest_uri}: unsafe entry {f.name!r}; refused")
-    return files
+    manifest = json.loads(raw)
+    files = [ArchivedFile(**f) for f in manifest["files"]]
+    dirs = {str(k): int(v) for k, v in manifest.get("dirs", {}).items()}
+    for name in [*(f.name for f in files), *(d for d in dirs if d != ".")]:
+        if any(p in ("", ".", "..") for p in name.split("/")):
+            raise ArchiveError(f"{archive.manifest_uri}: unsafe entry {name!r}; refused")
+    if not all(SHA256_RE.fullmatch(f.sha256) for f in files):
+        raise ArchiveError(f"{archive.manifest_uri}: an entry has no valid sha256; refused")
+    return files, dirs
+
+
+def folder_mtimes(run_dir: Path) -> dict[str, int]:
+    """Each folder's mtime (the run directory itself as "."), so a restore can set them back:
+    a VMEvalKit reader orders runs of one task by their folder's mtime when nothing else does."""
+    found = {".": run_dir.stat().st_mtime_ns}
+    for dirpath, dirnames, _ in os.walk(run_dir):
+        for d in dirnames:
+            path = Path(dirpath, d)
+            if not path.is_symlink():
+                found[path.relative_to(run_dir).as_posix()] = path.stat().st_mtime_ns
+    return found
 
 
 def changed_files(run_dir: Path, files: Sequence[ArchivedFile]) -> list[str]:
@@ -236,7 +257,7 @@ def restore(store: Store, archive: Archive, dest: Path | None = None) -> Path:
     dest = Path(dest or archive.local_path)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ArchiveError(f"restore destination {dest} must be absent or an empty directory")
-    files = load_manifest(store, archive)
+    files, dirs = _load(store, archive)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.restoring")
     staging.mkdir()
@@ -249,6 +270,9 @@ def restore(store: Store, archive: Archive, dest: Path | None = None) -> Path:
             if digest(iter_file(path)) != (f.sha256, f.size):
                 raise ArchiveError(f"{archive.manifest_uri}: {f.name} restored wrong; aborted")
             os.utime(path, ns=(f.mtime_ns, f.mtime_ns))
+        for name in sorted(dirs, key=lambda d: (-d.count("/"), d)):  # deepest first
+            if (staging / name).is_dir():
+                os.utime(staging / name, ns=(dirs[name], dirs[name]))
         if dest.exists():
             dest.rmdir()
         os.rename(staging, dest)

@@ -29,6 +29,14 @@ from evalpipe_tests.snapshots.backends import Backend, digests
 QUIET = lambda line: None  # noqa: E731
 
 
+def folder_mtimes(part: Path) -> dict[str, int]:
+    return {
+        d.relative_to(part).as_posix(): d.stat().st_mtime_ns
+        for d in [part, *part.rglob("*")]
+        if d.is_dir()
+    }
+
+
 def ingest(settings: Settings) -> None:
     """Ingest every data root; each must publish a new, healthy version."""
     lake = Lake(settings.lake)
@@ -73,6 +81,7 @@ def test_outputs_and_evaluations_are_archived_questions_never(
     root = data_root(scope)
     questions = digests(root / "questions")
     parts = {p: digests(p) for a in ("outputs", "evaluations") for p in (root / a).iterdir()}
+    folders = {p: folder_mtimes(p) for p in parts}
     before = VMEVAL.scan(scope.settings.datasets).runs[0].inventory.fingerprint
     actions, _ = plan_archive(scope)
     targets = {(a.action, Path(a.target)) for a in actions}
@@ -93,6 +102,7 @@ def test_outputs_and_evaluations_are_archived_questions_never(
     for row in rows:
         restore_archive(scope, row["archive_id"])
     assert {p: digests(p) for p in parts} == parts
+    assert {p: folder_mtimes(p) for p in parts} == folders, "run folders' mtimes order runs"
     assert layout.archived_stubs(root) == []
     assert VMEVAL.scan(scope.settings.datasets).runs[0].inventory.fingerprint == before
 
