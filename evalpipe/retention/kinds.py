@@ -42,6 +42,7 @@ def roots(settings: Settings) -> dict[str, Path]:
 def units(settings: Settings, policy: ArchivePolicy, sources: Sequence[Source]) -> list[Unit]:
     """Every unit of every enabled kind (age not judged here)."""
     found: list[Unit] = []
+    covering: dict[str, RunScan] = {}
     by_name = {s.name: s for s in sources}
     for kind in ARCHIVE_KINDS:
         if not policy.kind(kind).enabled:
@@ -55,8 +56,9 @@ def units(settings: Settings, policy: ArchivePolicy, sources: Sequence[Source]) 
             for scan in part_scans(root, VMEVAL_AREAS[kind]):
                 data_root = scan.inventory.run_dir.parent.parent
                 dataset = layout.dataset_key(root, data_root)
-                covering = RunScan(scan.source, dataset, layout.inventory(data_root))
-                found.append(Unit(kind, scan, covering, lake_run_id(dataset)))
+                if dataset not in covering:  # one inventory per data root, not per folder
+                    covering[dataset] = RunScan(scan.source, dataset, layout.inventory(data_root))
+                found.append(Unit(kind, scan, covering[dataset], lake_run_id(dataset)))
     return found
 
 
