@@ -29,7 +29,7 @@ from evalpipe.storage.lake import Lake
 from evalpipe.storage.warehouse import ReadOnlyViolation, connect_read_only, query
 
 RUNS_SQL = r"""
-SELECT run_id, model, revision, status, n_tasks, n_aggregates, ingested_at FROM runs
+SELECT run_id, model, revision, status, n_tasks, n_aggregates, ingested_at, archived_to FROM runs
 WHERE ?::VARCHAR IS NULL OR model ILIKE ? ESCAPE '\' ORDER BY run_id
 """
 RUN_SQL = "SELECT * FROM runs WHERE run_id = ?"

@@ -19,6 +19,7 @@ from evalpipe.retention.plan import COLUMNS, Action, Scope, list_archives, resto
 ARCHIVE_COLUMNS = [
     "id",
     "source",
+    "kind",
     "run_id",
     "files",
     "bytes",
@@ -142,6 +143,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         [
             r["archive_id"],
             r["source"],
+            r["kind"],
             r["run_id"],
             r["files"],
             r["bytes"],

@@ -7,10 +7,17 @@ an object younger than three days. An unknown key or a bad value is an error nam
 the line and the problem, never silently ignored (a typo in `delete_local` must not delete).
 
     [archive]
-    after_days = 30          # a run directory unchanged this long is archived
+    after_days = 30          # a unit (run, folder) unchanged this long is archived
     target = ""              # file:///abs/path or s3://bucket/prefix; "" = $EVALPIPE_HOME/archive
     delete_local = false     # remove the local copy once its archive is verified
-    sources = ["olmes"]      # which sources' run directories are archived
+
+    [archive.olmes]          # per kind: OLMES run directories
+    enabled = true
+    after_days = 30          # default: [archive] after_days
+    [archive.vmeval_outputs]     # VMEvalKit outputs/<experiment> folders (questions never)
+    [archive.vmeval_evaluations] # VMEvalKit evaluations/<folder> folders
+    [archive.temp]           # temporary files interrupted writes left: deleted, not archived
+    after_days = 7           # (the temp kind's own default)
 
     [snapshots]
     keep_last = 7            # a snapshot is kept if ANY rule keeps it; `latest` always is
@@ -43,12 +50,40 @@ MIN_GRACE_HOURS = 24
 """An upload in flight must never look orphaned: no grace period shorter than a day."""
 
 
+ARCHIVE_KINDS = ("olmes", "vmeval_outputs", "vmeval_evaluations")
+"""What the archive job copies to the target: OLMES run directories and VMEvalKit output
+experiments and evaluation folders. VMEvalKit questions are never archived nor deleted."""
+KINDS = (*ARCHIVE_KINDS, "temp")
+TEMP_AFTER_DAYS = 7
+
+
+@dataclass(frozen=True)
+class KindPolicy:
+    """One kind's switch and age; `after_days` None means the [archive] value."""
+
+    enabled: bool = True
+    after_days: int | None = None
+
+
 @dataclass(frozen=True)
 class ArchivePolicy:
     after_days: int = 30
     target: str = ""
     delete_local: bool = False
-    sources: tuple[str, ...] = ("olmes",)
+    olmes: KindPolicy = field(default_factory=KindPolicy)
+    vmeval_outputs: KindPolicy = field(default_factory=KindPolicy)
+    vmeval_evaluations: KindPolicy = field(default_factory=KindPolicy)
+    temp: KindPolicy = field(default_factory=KindPolicy)
+
+    def kind(self, name: str) -> KindPolicy:
+        return getattr(self, name)
+
+    def days_for(self, name: str) -> int:
+        """The age in days (of no change) after which the kind is archived (temp: deleted)."""
+        own = self.kind(name).after_days
+        if own is not None:
+            return own
+        return TEMP_AFTER_DAYS if name == "temp" else self.after_days
 
 
 @dataclass(frozen=True)
@@ -131,17 +166,31 @@ def load_policy_file(path: Path) -> RetentionPolicy:
     return parse_policy(text, str(path))
 
 
-def _section(text: str, origin: str, name: str, values: dict[str, Any]) -> Any:
-    cls = SECTIONS[name]
+def _section(
+    text: str, origin: str, name: str, values: dict[str, Any], cls: type | None = None
+) -> Any:
+    cls = cls or SECTIONS[name]
     known = {f.name: f for f in fields(cls)}
     checked: dict[str, Any] = {}
     for key, value in values.items():
         where = f"{origin}:{_line(text, name, key)}"
-        if key not in known:
+        if key not in known and isinstance(value, dict):
             raise PolicyError(
-                f"{where}: unknown key {key!r} in [{name}]; known: {', '.join(known)}"
+                f"{where}: unknown table [{name}.{key}]; kinds: "
+                f"{', '.join(f'[archive.{k}]' for k in KINDS)}"
             )
-        checked[key] = _value(where, name, key, value, getattr(cls(), key))
+        if key not in known:
+            keys = [k for k, f in known.items() if f.type != "KindPolicy"]
+            raise PolicyError(f"{where}: unknown key {key!r} in [{name}]; known: {', '.join(keys)}")
+        default = getattr(cls(), key)
+        if isinstance(default, KindPolicy):
+            if not isinstance(value, dict):
+                raise PolicyError(f"{where}: {name}.{key} must be a [{name}.{key}] table")
+            checked[key] = _section(text, origin, f"{name}.{key}", value, KindPolicy)
+        elif cls is KindPolicy and key == "after_days":
+            checked[key] = _value(where, name, key, value, 0)
+        else:
+            checked[key] = _value(where, name, key, value, default)
     return cls(**checked)
 
 
@@ -187,7 +236,7 @@ def _line(text: str, section: str | None, key: str | None) -> int:
         header = re.match(r"^\[\s*([^\]]+?)\s*\]", line)
         if header:
             current = header.group(1)
-            if key is None and current == section:
+            if current == (section if key is None else f"{section}.{key}"):
                 return number
             continue
         if key is not None and current == section and re.match(rf"^{re.escape(key)}\s*=", line):

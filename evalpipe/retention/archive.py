@@ -1,4 +1,4 @@
-"""Archiving run directories into a content-addressed store, verified, and restoring them.
+"""Archiving run directories (and VMEvalKit output/evaluation folders) into a content-addressed store, verified, and restoring them.
 
 An archive is the run directory's files as objects (`objects/<sha256[:2]>/<sha256>`, shared
 with the snapshots when both use one target) plus `archives/<id>/manifest.json` naming each
@@ -28,14 +28,14 @@ import os
 import re
 import shutil
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
 from evalpipe.core.inventory import RunScan
 from evalpipe.retention.objects import ARCHIVES_PREFIX
-from evalpipe.snapshots.manifests import _SHA256_RE, SnapshotError, _dumps, object_key
+from evalpipe.snapshots.manifests import SHA256_RE, SnapshotError, dump_json, object_key
 from evalpipe.snapshots.store import Download, Store, Upload, digest, iter_file
 
 FORMAT = "evalpipe-archive/1"
@@ -69,6 +69,9 @@ class Archive:
     files: int
     bytes: int
     archived_at: datetime
+    kind: str = "olmes"
+    lake_run_id: str = ""
+    """The lake run whose rows the archived files hold (a VMEvalKit folder: its data root's)."""
 
 
 def manifest_key(archive_id: str) -> str:
@@ -93,7 +96,13 @@ def archive_id_for(source: str, run_id: str, files: Sequence[ArchivedFile]) -> s
     return hashlib.sha256(f"{source}\0{run_id}\0{listing}".encode()).hexdigest()[:16]
 
 
-def archive_run(store: Store, scan: RunScan, now: datetime | None = None) -> Archive:
+def archive_run(
+    store: Store,
+    scan: RunScan,
+    now: datetime | None = None,
+    kind: str = "olmes",
+    lake_run_id: str | None = None,
+) -> Archive:
     """Store one run directory and verify every byte of it; see the module docstring."""
     now = now or datetime.now(timezone.utc)
     files = hash_run(scan)
@@ -110,11 +119,13 @@ def archive_run(store: Store, scan: RunScan, now: datetime | None = None) -> Arc
         "format": FORMAT,
         "id": archive_id,
         "source": scan.source,
+        "kind": kind,
         "run_id": scan.run_id,
         "local_path": str(run_dir),
         "fingerprint": scan.inventory.fingerprint,
         "archived_at": now.isoformat(timespec="seconds"),
         "files": [f.__dict__ for f in files],
+        "dirs": folder_mtimes(run_dir),
     }
     if store.exists(key):  # an earlier, interrupted run got this far: keep its manifest
         raw = store.get_bytes(key)
@@ -122,7 +133,7 @@ def archive_run(store: Store, scan: RunScan, now: datetime | None = None) -> Arc
             raise ArchiveError(f"{store.target.uri(key)} exists with other content")
         now = datetime.fromisoformat(json.loads(raw)["archived_at"])
     else:
-        raw = _dumps(manifest)
+        raw = dump_json(manifest)
         store.put_bytes(key, raw)
         if store.get_bytes(key) != raw:
             raise ArchiveError(f"{store.target.uri(key)} read back wrong; nothing recorded")
@@ -138,43 +149,80 @@ def archive_run(store: Store, scan: RunScan, now: datetime | None = None) -> Arc
         files=len(files),
         bytes=sum(f.size for f in files),
         archived_at=now,
+        kind=kind,
+        lake_run_id=lake_run_id or scan.run_id,
     )
 
 
 def load_manifest(store: Store, archive: Archive) -> list[ArchivedFile]:
     """The archive's file list, from a manifest whose bytes match the recorded sha256."""
+    return _load(store, archive)[0]
+
+
+def _load(store: Store, archive: Archive) -> tuple[list[ArchivedFile], dict[str, int]]:
+    """Files and folder mtimes (manifests before folders were recorded have none)."""
     raw = store.get_bytes(manifest_key(archive.archive_id))
     if hashlib.sha256(raw).hexdigest() != archive.manifest_sha256:
         raise ArchiveError(f"{archive.manifest_uri} does not match its recorded sha256")
-    files = [ArchivedFile(**f) for f in json.loads(raw)["files"]]
-    for f in files:
-        if "/" in f.name or f.name in ("", ".", "..") or not _SHA256_RE.fullmatch(f.sha256):
-            raise ArchiveError(f"{archive.manifest_uri}: unsafe entry {f.name!r}; refused")
-    return files
+    manifest = json.loads(raw)
+    files = [ArchivedFile(**f) for f in manifest["files"]]
+    dirs = {str(k): int(v) for k, v in manifest.get("dirs", {}).items()}
+    for name in [*(f.name for f in files), *(d for d in dirs if d != ".")]:
+        if any(p in ("", ".", "..") for p in name.split("/")):
+            raise ArchiveError(f"{archive.manifest_uri}: unsafe entry {name!r}; refused")
+    if not all(SHA256_RE.fullmatch(f.sha256) for f in files):
+        raise ArchiveError(f"{archive.manifest_uri}: an entry has no valid sha256; refused")
+    return files, dirs
+
+
+def folder_mtimes(run_dir: Path) -> dict[str, int]:
+    """Each folder's mtime (the run directory itself as "."), so a restore can set them back:
+    a VMEvalKit reader orders runs of one task by their folder's mtime when nothing else does."""
+    found = {".": run_dir.stat().st_mtime_ns}
+    for dirpath, dirnames, _ in os.walk(run_dir):
+        for d in dirnames:
+            path = Path(dirpath, d)
+            if not path.is_symlink():
+                found[path.relative_to(run_dir).as_posix()] = path.stat().st_mtime_ns
+    return found
 
 
 def changed_files(run_dir: Path, files: Sequence[ArchivedFile]) -> list[str]:
     """Local files that are not exactly as archived (changed, added, or unreadable)."""
     archived = {f.name: f for f in files}
     problems = []
-    for entry in sorted(os.scandir(run_dir), key=lambda e: e.name):
-        kept = archived.get(entry.name)
+    for name in _local_files(run_dir):
+        kept = archived.get(name)
         if kept is None:
-            problems.append(f"{entry.name}: not in the archive (added since)")
+            problems.append(f"{name}: not in the archive (added since)")
             continue
         try:
-            sha, size = digest(iter_file(Path(entry.path)))
+            sha, size = digest(iter_file(run_dir / name))
         except OSError as exc:
-            problems.append(f"{entry.name}: cannot be read ({exc.strerror or exc})")
+            problems.append(f"{name}: cannot be read ({exc.strerror or exc})")
             continue
         if (sha, size) != (kept.sha256, kept.size):
-            problems.append(f"{entry.name}: changed since it was archived")
+            problems.append(f"{name}: changed since it was archived")
     return problems
 
 
-def delete_local(store: Store, archive: Archive) -> list[str]:
+def _local_files(run_dir: Path) -> list[str]:
+    """Every non-directory entry below `run_dir` (symlinked directories not followed)."""
+    names = []
+    for dirpath, dirnames, filenames in os.walk(run_dir):
+        links = [d for d in dirnames if Path(dirpath, d).is_symlink()]
+        names += [Path(dirpath, n).relative_to(run_dir).as_posix() for n in [*filenames, *links]]
+    return sorted(names)
+
+
+def delete_local(
+    store: Store,
+    archive: Archive,
+    before_removal: Callable[[list[ArchivedFile]], None] | None = None,
+) -> list[str]:
     """Remove the archived run directory if every file in it is in the verified archive;
-    otherwise leave it and return what stopped the deletion."""
+    otherwise leave it and return what stopped the deletion. `before_removal` runs once the
+    files are verified and before anything is removed (VMEvalKit folders leave their stub)."""
     run_dir = Path(archive.local_path)
     if not run_dir.is_dir():
         return []
@@ -182,6 +230,8 @@ def delete_local(store: Store, archive: Archive) -> list[str]:
     problems = changed_files(run_dir, files)
     if problems:
         return [f"{run_dir / p}" for p in problems]
+    if before_removal is not None:
+        before_removal(files)
     doomed = run_dir.with_name(f".{run_dir.name}.{archive.archive_id}.deleting")
     os.rename(run_dir, doomed)
     shutil.rmtree(doomed)
@@ -207,17 +257,22 @@ def restore(store: Store, archive: Archive, dest: Path | None = None) -> Path:
     dest = Path(dest or archive.local_path)
     if dest.exists() and (not dest.is_dir() or any(dest.iterdir())):
         raise ArchiveError(f"restore destination {dest} must be absent or an empty directory")
-    files = load_manifest(store, archive)
+    files, dirs = _load(store, archive)
     dest.parent.mkdir(parents=True, exist_ok=True)
     staging = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:12]}.restoring")
     staging.mkdir()
     try:
+        for f in files:
+            (staging / f.name).parent.mkdir(parents=True, exist_ok=True)
         store.get_files([Download(object_key(f.sha256), staging / f.name, f.size) for f in files])
         for f in files:
             path = staging / f.name
             if digest(iter_file(path)) != (f.sha256, f.size):
                 raise ArchiveError(f"{archive.manifest_uri}: {f.name} restored wrong; aborted")
             os.utime(path, ns=(f.mtime_ns, f.mtime_ns))
+        for name in sorted(dirs, key=lambda d: (-d.count("/"), d)):  # deepest first
+            if (staging / name).is_dir():
+                os.utime(staging / name, ns=(dirs[name], dirs[name]))
         if dest.exists():
             dest.rmdir()
         os.rename(staging, dest)

@@ -1,4 +1,6 @@
-"""The `archives` table: one row per verified archive, kept in the lake beside the run tables.
+"""The `archives` table: one row per verified archive (`kind` says which policy kind: `olmes`
+runs, `vmeval_outputs` / `vmeval_evaluations` folders; tables written before kinds existed
+read as `olmes`), kept in the lake beside the run tables.
 
 It is a derived table of the lake (`derived/archives.parquet`, replaced atomically), so the
 warehouse has an `archives` view: `SELECT r.run_id, a.target, a.local_deleted_at FROM runs r
@@ -32,6 +34,8 @@ SCHEMA = pa.schema(
         ("bytes", pa.int64()),
         ("archived_at", TIMESTAMP),
         ("local_deleted_at", TIMESTAMP),
+        ("kind", pa.string()),
+        ("lake_run_id", pa.string()),
     ]
 )
 
@@ -40,7 +44,10 @@ def read_archives(lake: Lake) -> list[dict]:
     """Every recorded archive, oldest first (an empty list before the first one)."""
     if TABLE not in lake.derived_tables():
         return []
-    rows = lake.read_derived(TABLE).to_pylist()
+    rows = [
+        {"kind": "olmes", "lake_run_id": r["run_id"], **r}
+        for r in lake.read_derived(TABLE).to_pylist()
+    ]
     return sorted(rows, key=lambda r: (r["archived_at"], r["archive_id"]))
 
 

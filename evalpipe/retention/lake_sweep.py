@@ -15,7 +15,7 @@ import fcntl
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,15 +32,28 @@ class Partial:
     run_key: str | None
 
 
-def find_partials(root: Path, now: float | None = None) -> list[Partial]:
-    """Every hidden in-progress file or directory under `root`, with its age."""
+TEMP_SUFFIXES = (PARTIAL_SUFFIX, ".restoring", ".part")
+"""The temp kind (`[archive.temp]`): what evalpipe's own interrupted writes leave outside the
+lake and the stores: atomic writes (`.<name>.<token>.partial`), archive restores' staging
+folders (`.<name>.<token>.restoring`) and snapshot restores' downloads (`.<name>.<token>.part`)."""
+
+
+def find_partials(
+    root: Path,
+    now: float | None = None,
+    suffixes: tuple[str, ...] = (PARTIAL_SUFFIX,),
+    skip: Collection[Path] = (),
+) -> list[Partial]:
+    """Every hidden in-progress file or directory under `root` (folders in `skip` not
+    searched), with its age."""
     now = time.time() if now is None else now
     found: list[Partial] = []
     if not root.is_dir():
         return found
     for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = [d for d in dirnames if Path(dirpath, d) not in skip]
         for name in [*dirnames, *filenames]:
-            if not (name.startswith(".") and name.endswith(PARTIAL_SUFFIX)):
+            if not (name.startswith(".") and name.endswith(suffixes)):
                 continue
             path = Path(dirpath, name)
             size, newest = _size_and_newest(path)
@@ -53,8 +66,19 @@ def find_partials(root: Path, now: float | None = None) -> list[Partial]:
                 None,
             )
             found.append(Partial(path, size, (now - newest) / 3600, key))
-        dirnames[:] = [d for d in dirnames if not d.endswith(PARTIAL_SUFFIX)]
+        dirnames[:] = [d for d in dirnames if not d.endswith(suffixes)]
     return sorted(found, key=lambda p: str(p.path))
+
+
+def find_temp(roots: Collection[Path], skip: Collection[Path], now: float) -> list[Partial]:
+    """The temp kind's files under `roots` (each searched once, nested ones inside others
+    not twice), outside `skip` (the lake and file:// targets, which have their own rules)."""
+    resolved = {r.resolve() for r in roots}
+    distinct = [r for r in resolved if not any(o != r and r.is_relative_to(o) for o in resolved)]
+    found = []
+    for root in sorted(distinct):
+        found += find_partials(root, now, TEMP_SUFFIXES, {s.resolve() for s in skip})
+    return found
 
 
 def sweep_partials(
@@ -68,7 +92,7 @@ def sweep_partials(
             continue
         with _unless_locked(lake, partial.run_key) as free:
             if free and partial.path.exists():
-                _remove(partial.path)
+                remove_partial(partial.path)
                 deleted.append(partial)
             elif not free:
                 busy.append(partial)
@@ -86,12 +110,12 @@ def sweep_store_partials(root: Path, hours: float, now: float | None = None) -> 
     deleted = []
     for partial in find_partials(root, now):
         if partial.age_hours >= hours and partial.path.exists():
-            _remove(partial.path)
+            remove_partial(partial.path)
             deleted.append(partial)
     return deleted
 
 
-def _remove(path: Path) -> None:
+def remove_partial(path: Path) -> None:
     if path.is_dir():
         shutil.rmtree(path)
     else:

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 
 from evalpipe.retention.snapshots import loads
 from evalpipe.snapshots.manifests import (
-    _SHA256_RE,
     OBJECTS_PREFIX,
+    SHA256_RE,
     SnapshotError,
-    _read_versions,
     object_key,
+    read_versions,
 )
 from evalpipe.snapshots.store import Store
 
@@ -44,7 +44,7 @@ class Unreferenced:
 
 def wanted_manifests(store: Store) -> list[str]:
     """Keys of every manifest whose objects must be kept."""
-    expired = {e["version"] for e in _read_versions(store) if e.get("expired")}
+    expired = {e["version"] for e in read_versions(store) if e.get("expired")}
     keys = []
     for prefix in (SNAPSHOTS_PREFIX, ARCHIVES_PREFIX):
         for key in store.list_sizes(prefix):
@@ -75,7 +75,7 @@ def referenced_objects(store: Store, excluding: Collection[str] = ()) -> set[str
             )
         for entry in entries:
             sha = entry.get("sha256") if isinstance(entry, dict) else None
-            if isinstance(sha, str) and _SHA256_RE.fullmatch(sha):
+            if isinstance(sha, str) and SHA256_RE.fullmatch(sha):
                 referenced.add(object_key(sha))
     return referenced
 

@@ -20,14 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from evalpipe.core.config import Settings
-from evalpipe.core.inventory import RunScan
+from evalpipe.core.inventory import FileEntry, RunScan
 from evalpipe.core.retention_policy import RetentionPolicy
 from evalpipe.retention import archive as archiving
-from evalpipe.retention import archives_table, lake_sweep, objects, snapshots
+from evalpipe.retention import archives_table, kinds, lake_sweep, objects, snapshots
 from evalpipe.snapshots.leases import LeaseConflict, lease
 from evalpipe.snapshots.manifests import manifest_key
 from evalpipe.snapshots.store import FileStore, Store, open_store
 from evalpipe.sources.base import Source
+from evalpipe.sources.vmeval import layout
 from evalpipe.storage.lake import Lake
 
 ACTIONS = (
@@ -112,15 +113,17 @@ class Scope:
             found.setdefault(store.target.url, store)
         return list(found.values())
 
-    def archived_sources(self) -> list[Source]:
-        names = {s.name: s for s in self.sources}
-        unknown = [n for n in self.policy.archive.sources if n not in names]
-        if unknown:
-            raise ValueError(
-                f"{self.policy.origin}: [archive] sources names {', '.join(unknown)}, which is "
-                f"not a registered source; registered: {', '.join(names) or 'none'}"
-            )
-        return [names[n] for n in self.policy.archive.sources]
+    def archive_units(self) -> list[kinds.Unit]:
+        return kinds.units(self.settings, self.policy.archive, self.sources)
+
+    def unit_roots(self) -> list[Path]:
+        """Each enabled kind's root once (where interrupted deletions are looked for)."""
+        found = {
+            root
+            for kind, root in kinds.roots(self.settings).items()
+            if self.policy.archive.kind(kind).enabled
+        }
+        return sorted(r for r in found if r.is_dir())
 
 
 # --- archive ---------------------------------------------------------------------------------
@@ -128,42 +131,56 @@ class Scope:
 
 @dataclass(frozen=True)
 class _ArchiveWork:
-    scan: RunScan
+    unit: kinds.Unit
     archived: dict | None  # the archive that holds this exact state, if any
     reason: str
 
+    @property
+    def scan(self) -> RunScan:
+        return self.unit.scan
+
 
 def _archive_work(scope: Scope) -> list[_ArchiveWork]:
-    """Runs old enough to archive, each with the archive already holding it (if any)."""
-    after = scope.policy.archive.after_days
+    """Units old enough to archive, each with the archive already holding it (if any)."""
     latest: dict[tuple[str, str], dict] = {}
     for row in archives_table.read_archives(scope.lake):
         latest[(row["source"], row["run_id"])] = row
     work = []
-    for source in scope.archived_sources():
-        root = source.root(scope.settings)
-        if not root.is_dir():
+    for unit in scope.archive_units():
+        after = scope.policy.archive.days_for(unit.kind)
+        scan = unit.scan
+        inventory = scan.inventory
+        if not inventory.complete or inventory.problems or not inventory.files:
             continue
-        for scan in source.scan(root).runs:
-            inventory = scan.inventory
-            if not inventory.complete or inventory.problems or not inventory.files:
-                continue
-            idle_days = (scope.now - inventory.newest_mtime) / DAY
-            if idle_days < after:
-                continue
-            row = latest.get((source.name, scan.run_id))
-            if row and row["fingerprint"] == inventory.fingerprint:
-                work.append(_ArchiveWork(scan, row, f"archived as {row['archive_id']}"))
-            else:
-                why = f"unchanged for {idle_days:.0f} days (policy: {after})"
-                if row:
-                    why += f"; changed since archive {row['archive_id']}"
-                work.append(_ArchiveWork(scan, None, why))
+        idle_days = (scope.now - inventory.newest_mtime) / DAY
+        if idle_days < after:
+            continue
+        row = latest.get((scan.source, scan.run_id))
+        if row and row["fingerprint"] == inventory.fingerprint:
+            work.append(_ArchiveWork(unit, row, f"archived as {row['archive_id']}"))
+        else:
+            why = f"{unit.kind}: unchanged for {idle_days:.0f} days (policy: {after})"
+            if row:
+                why += f"; changed since archive {row['archive_id']}"
+            work.append(_ArchiveWork(unit, None, why))
     return work
 
 
 def _deletable(scope: Scope, item: _ArchiveWork) -> bool:
-    return scope.policy.archive.delete_local and scope.is_ingested(item.scan)
+    return scope.policy.archive.delete_local and scope.is_ingested(item.unit.covering)
+
+
+def _stub_writer(item: _ArchiveWork, archive_id: str) -> Callable | None:
+    """For a VMEvalKit folder: leave the stub that keeps its data root's fingerprint."""
+    if not kinds.is_vmeval(item.unit.kind):
+        return None
+    part = item.scan.inventory.run_dir
+
+    def write(files: list[archiving.ArchivedFile]) -> None:
+        entries = [FileEntry(f.name, f.size, f.mtime_ns) for f in files]
+        layout.write_stub(part, archive_id, entries)
+
+    return write
 
 
 def plan_archive(scope: Scope) -> tuple[list[Action], list[str]]:
@@ -183,8 +200,8 @@ def plan_archive(scope: Scope) -> tuple[list[Action], list[str]]:
     if not scope.policy.archive.delete_local:
         kept.append("local run directories: kept ([archive] delete_local = false)")
     recorded = {r["archive_id"] for r in archives_table.read_archives(scope.lake)}
-    for source in scope.archived_sources():
-        for path, archive_id in archiving.leftover_deletions(source.root(scope.settings)):
+    for root in scope.unit_roots():
+        for path, archive_id in archiving.leftover_deletions(root):
             if archive_id in recorded:
                 reason = f"finish an interrupted deletion (archive {archive_id})"
                 actions.append(Action("delete_local", str(path), reason, 0))
@@ -202,7 +219,9 @@ def apply_archive(scope: Scope, progress: Callable[[str], None] = print) -> Outc
         if row is None:
             try:
                 with lease(store, "archive", against=["sweep"], now=scope.now):
-                    made = archiving.archive_run(store, item.scan, now)
+                    made = archiving.archive_run(
+                        store, item.scan, now, item.unit.kind, item.unit.lake_run_id
+                    )
             except (archiving.ArchiveError, LeaseConflict, OSError) as exc:
                 outcome.refused.append(f"{where}: not archived: {exc}")
                 continue
@@ -214,7 +233,8 @@ def apply_archive(scope: Scope, progress: Callable[[str], None] = print) -> Outc
             outcome.kept.append(f"{where}: already in archive {row['archive_id']}")
         if not _deletable(scope, item):
             continue
-        problems = archiving.delete_local(store, archives_table.as_archive(row))
+        writer = _stub_writer(item, row["archive_id"])
+        problems = archiving.delete_local(store, archives_table.as_archive(row), writer)
         if problems:
             outcome.refused += [f"{where} kept: {p}" for p in problems]
             progress(f"kept {where}: {problems[0]}")
@@ -233,11 +253,16 @@ def _finish_deletions(scope: Scope, outcome: Outcome, now: datetime) -> None:
     archive is removed, and an archive whose local copy is gone is marked so."""
     rows = archives_table.read_archives(scope.lake)
     recorded = {r["archive_id"] for r in rows}
-    for source in scope.archived_sources():
-        for path, archive_id in archiving.leftover_deletions(source.root(scope.settings)):
+    for root in scope.unit_roots():
+        for path, archive_id in archiving.leftover_deletions(root):
             if archive_id in recorded:
                 shutil.rmtree(path)
                 outcome.done.append(Action("delete_local", str(path), "interrupted deletion"))
+    for root in scope.unit_roots():
+        for data_root in layout.find_data_roots(root)[0] if root == scope.settings.datasets else []:
+            for prefix, stub in layout.archived_stubs(data_root):
+                if _stale_stub(data_root / prefix, stub, scope.now):
+                    stub.unlink()  # a restore or deletion was interrupted: the folder is here
     gone = [
         r["archive_id"]
         for r in rows
@@ -247,6 +272,22 @@ def _finish_deletions(scope: Scope, outcome: Outcome, now: datetime) -> None:
         archives_table.mark_deleted(scope.lake, gone, now)
 
 
+STUB_SETTLE = 3600.0
+"""A stub is written just before its folder is renamed away; one an hour old whose folder is
+still there was left by an interrupted deletion or restore (never by one in progress)."""
+
+
+def _stale_stub(part: Path, stub: Path, now: float) -> bool:
+    """Whether the folder is back in place with exactly the files its stub lists, and the stub
+    is old enough not to belong to a deletion in progress (so removing it changes nothing)."""
+    try:
+        listed = layout.read_stub(stub)
+        old = now - stub.stat().st_mtime >= STUB_SETTLE
+    except (OSError, ValueError):
+        return False
+    return old and part.is_dir() and set(layout.list_files(part).files) == set(listed)
+
+
 def list_archives(scope: Scope) -> list[dict]:
     return archives_table.read_archives(scope.lake)
 
@@ -254,7 +295,10 @@ def list_archives(scope: Scope) -> list[dict]:
 def restore_archive(scope: Scope, archive_id: str, dest: Any = None) -> str:
     row = archives_table.find_archive(scope.lake, archive_id)
     store = open_store(row["target"], scope.client_for(row["target"]))
-    return str(archiving.restore(store, archives_table.as_archive(row), dest))
+    restored = archiving.restore(store, archives_table.as_archive(row), dest)
+    if kinds.is_vmeval(row["kind"]) and restored == Path(row["local_path"]):
+        layout.stub_path(restored).unlink(missing_ok=True)  # back in place: no stub needed
+    return str(restored)
 
 
 # --- retention -------------------------------------------------------------------------------
@@ -300,6 +344,11 @@ def plan_retention(scope: Scope) -> tuple[list[Action], list[str]]:
                     actions.append(
                         Action("sweep_partial", str(partial.path), reason, partial.bytes)
                     )
+    days = scope.policy.archive.days_for("temp")
+    for partial in _temp_files(scope):
+        if partial.age_hours >= days * 24:
+            reason = f"temp file, {partial.age_hours / 24:.0f} days old ([archive.temp]: {days})"
+            actions.append(Action("sweep_partial", str(partial.path), reason, partial.bytes))
     partial_hours = scope.policy.lake.partial_hours
     for partial in lake_sweep.find_partials(scope.lake.root, scope.now):
         if partial.age_hours < partial_hours:
@@ -333,12 +382,28 @@ def apply_retention(scope: Scope, progress: Callable[[str], None] = print) -> Ou
         except LeaseConflict as exc:
             outcome.kept.append(f"postponed: {exc}")
             progress(f"postponed: {exc}")
+    days = scope.policy.archive.days_for("temp")
+    for partial in _temp_files(scope):
+        if partial.age_hours >= days * 24 and partial.path.exists():
+            lake_sweep.remove_partial(partial.path)
+            outcome.done.append(Action("sweep_partial", str(partial.path), "temp", partial.bytes))
+            progress(f"swept temp {partial.path}")
     swept, busy = lake_sweep.sweep_partials(scope.lake, scope.policy.lake.partial_hours, scope.now)
     outcome.kept += [f"{p.path}: an ingest is committing its run" for p in busy]
     for partial in swept:
         outcome.done.append(Action("sweep_partial", str(partial.path), "", partial.bytes))
         progress(f"swept {partial.path}")
     return outcome
+
+
+def _temp_files(scope: Scope) -> list[lake_sweep.Partial]:
+    """The temp kind under EVALPIPE_HOME, the dumps and the data roots (see
+    `lake_sweep.TEMP_SUFFIXES`); the lake and file:// targets have their own rules."""
+    if not scope.policy.archive.temp.enabled:
+        return []
+    skip = [scope.lake.root, *(s.root for s in scope.stores() if isinstance(s, FileStore))]
+    roots = [scope.settings.home, scope.settings.dumps, scope.settings.datasets]
+    return lake_sweep.find_temp(roots, skip, scope.now)
 
 
 def _expire_snapshots(

@@ -20,15 +20,15 @@ from typing import Any
 
 from evalpipe.core.retention_policy import SnapshotPolicy
 from evalpipe.snapshots.manifests import (
-    _ID_RE,
     FORMAT,
     LATEST_KEY,
+    SNAPSHOT_ID_RE,
     VERSIONS_KEY,
     SnapshotError,
-    _dumps,
-    _read_json,
-    _read_versions,
+    dump_json,
     manifest_key,
+    read_json,
+    read_versions,
 )
 from evalpipe.snapshots.store import Store
 
@@ -50,28 +50,28 @@ class SnapshotDecision:
 
 
 def read_pins(store: Store) -> set[str]:
-    data = _read_json(store, PINS_KEY)
+    data = read_json(store, PINS_KEY)
     return set(data.get("pinned", [])) if isinstance(data, dict) else set()
 
 
 def set_pinned(store: Store, snapshot_id: str, pinned: bool) -> set[str]:
     """Pin (keep forever) or unpin a snapshot that exists; returns the pins now in force."""
-    if not _ID_RE.match(snapshot_id):
+    if not SNAPSHOT_ID_RE.match(snapshot_id):
         raise SnapshotError(f"{snapshot_id!r} is not a snapshot id (YYYYMMDDHHMM[-N])")
     live = {e["version"] for e in live_entries(store)}
     if pinned and snapshot_id not in live:
         raise SnapshotError(f"no snapshot {snapshot_id} at {store.target.url} (or it expired)")
     pins = read_pins(store)
     pins = pins | {snapshot_id} if pinned else pins - {snapshot_id}
-    store.put_bytes(PINS_KEY, _dumps({"format": FORMAT, "pinned": sorted(pins)}))
+    store.put_bytes(PINS_KEY, dump_json({"format": FORMAT, "pinned": sorted(pins)}))
     return pins
 
 
 def live_entries(store: Store) -> list[dict[str, Any]]:
     """Logged snapshots not marked expired (plus latest.json's, if an interrupted snapshot
     never logged it), oldest first."""
-    log = _read_versions(store)
-    latest = _read_json(store, LATEST_KEY)
+    log = read_versions(store)
+    latest = read_json(store, LATEST_KEY)
     if latest and latest["version"] not in {e["version"] for e in log}:
         log.append(latest)
     return [e for e in log if not e.get("expired")]
@@ -117,7 +117,7 @@ def decide(
 
 
 def plan_expiry(store: Store, policy: SnapshotPolicy) -> list[SnapshotDecision]:
-    latest = _read_json(store, LATEST_KEY)
+    latest = read_json(store, LATEST_KEY)
     return decide(
         live_entries(store), policy, latest["version"] if latest else None, read_pins(store)
     )
@@ -127,7 +127,7 @@ def pending_manifest_deletions(store: Store) -> list[str]:
     """Manifests of snapshots already marked expired that still exist (an interrupted expiry)."""
     return [
         e["version"]
-        for e in _read_versions(store)
+        for e in read_versions(store)
         if e.get("expired") and store.exists(manifest_key(e["version"]))
     ]
 
@@ -136,12 +136,12 @@ def expire(store: Store, versions: Sequence[str], now: datetime | None = None) -
     """Mark `versions` expired in versions.json, then delete their manifests (and those of
     entries an interrupted run marked before). Refuses latest and pinned snapshots, whatever
     the caller asks. Returns the manifests deleted."""
-    latest = _read_json(store, LATEST_KEY)
+    latest = read_json(store, LATEST_KEY)
     protected = read_pins(store) | ({latest["version"]} if latest else set())
     refused = sorted(set(versions) & protected)
     if refused:
         raise SnapshotError(f"refusing to expire latest or pinned snapshots: {', '.join(refused)}")
-    log = _read_versions(store)
+    log = read_versions(store)
     if latest and latest["version"] not in {e["version"] for e in log}:
         log.append(latest)
     wanted = set(versions)
@@ -153,7 +153,7 @@ def expire(store: Store, versions: Sequence[str], now: datetime | None = None) -
             entry["expired_at"] = stamp.replace("+00:00", "Z")
             changed = True
     if changed:
-        store.put_bytes(VERSIONS_KEY, _dumps({"format": FORMAT, "versions": log}))
+        store.put_bytes(VERSIONS_KEY, dump_json({"format": FORMAT, "versions": log}))
     deleted = []
     for version in pending_manifest_deletions(store):
         store.delete(manifest_key(version))

@@ -73,9 +73,9 @@ FORMAT = "evalpipe-snapshot/1"
 LATEST_KEY = "latest.json"
 VERSIONS_KEY = "versions.json"
 OBJECTS_PREFIX = "objects/"
-_ID_RE = re.compile(r"^\d{12}(-\d+)?$")
+SNAPSHOT_ID_RE = re.compile(r"^\d{12}(-\d+)?$")
 _SOURCE_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
-_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+SHA256_RE = re.compile(r"[0-9a-f]{64}")
 
 Stage = Literal[
     "skip",
@@ -272,8 +272,8 @@ def take_snapshot(
     stage, snapshot_id, previous = "reading the target", "", None
     held = ExitStack()
     try:
-        log = _read_versions(store)
-        latest = _read_json(store, LATEST_KEY)
+        log = read_versions(store)
+        latest = read_json(store, LATEST_KEY)
         previous = latest["version"] if latest else None
         snapshot_id = _allocate_id(store, created, log, latest)
         if not dry_run:  # before deciding which stored objects to reuse: see leases.py
@@ -297,21 +297,21 @@ def take_snapshot(
                 store.put_files(uploads, tracker.on_bytes, tracker.on_done)
             stage = "checking the stored objects"
             _check_stored(store, files, [sources_of[up.sha256] for up in uploads])
-            manifest_bytes = _dumps(manifest)
+            manifest_bytes = dump_json(manifest)
             entry = _version_entry(manifest, hashlib.sha256(manifest_bytes).hexdigest())
             stage = "writing the manifest"
             emit(ProgressEvent("manifest", f"writing {manifest['uri']}"))
             store.put_bytes(manifest_key(snapshot_id), manifest_bytes)
             stage = "replacing latest.json"
             emit(ProgressEvent("latest", f"pointing latest.json at {snapshot_id}"))
-            store.put_bytes(LATEST_KEY, _dumps(entry))
+            store.put_bytes(LATEST_KEY, dump_json(entry))
             stage = "appending to versions.json"
             emit(ProgressEvent("versions", f"appending {snapshot_id} to versions.json"))
             logged = {e["version"] for e in log}
             if latest and latest["version"] not in logged:
                 log.append(latest)  # an earlier run stopped between latest.json and this step
             log.append(entry)
-            store.put_bytes(VERSIONS_KEY, _dumps({"format": FORMAT, "versions": log}))
+            store.put_bytes(VERSIONS_KEY, dump_json({"format": FORMAT, "versions": log}))
     except Exception as exc:
         raise SnapshotError(_failure(target, snapshot_id, stage, previous, exc)) from exc
     finally:
@@ -348,8 +348,8 @@ def take_snapshot(
 def list_snapshots(target: SnapshotTarget | str, *, client: Any = None) -> list[dict[str, Any]]:
     """The version log, oldest first, each entry with `latest: bool`."""
     store = open_store(_as_target(target), client)
-    log = _read_versions(store)
-    latest = _read_json(store, LATEST_KEY)
+    log = read_versions(store)
+    latest = read_json(store, LATEST_KEY)
     if latest and latest["version"] not in {e["version"] for e in log}:
         log.append(latest)
     current = latest["version"] if latest else None
@@ -835,14 +835,14 @@ def _failure(
 
 def _resolve(store: Store, snapshot_id: str | None) -> tuple[str, str | None]:
     """The snapshot id (None = latest) and its manifest's recorded sha256, if logged."""
-    latest = _read_json(store, LATEST_KEY)
+    latest = read_json(store, LATEST_KEY)
     if snapshot_id is None:
         if latest is None:
             raise SnapshotError(f"no snapshot at {store.target.url} yet")
         return latest["version"], latest["manifest_sha256"]
-    if not _ID_RE.match(snapshot_id):
+    if not SNAPSHOT_ID_RE.match(snapshot_id):
         raise SnapshotError(f"{snapshot_id!r} is not a snapshot id (YYYYMMDDHHMM[-N])")
-    for entry in [*_read_versions(store), *([latest] if latest else [])]:
+    for entry in [*read_versions(store), *([latest] if latest else [])]:
         if entry["version"] == snapshot_id:
             return snapshot_id, entry["manifest_sha256"]
     return snapshot_id, None
@@ -882,7 +882,7 @@ def _entry_problem(entry: Any) -> str | None:
     path, sha, size = entry.get("path"), entry.get("sha256"), entry.get("size")
     if not isinstance(path, str) or not _is_safe_path(path):
         return f"{path!r}: unsafe path (must be relative, without empty, . or .. parts)"
-    if not isinstance(sha, str) or not _SHA256_RE.fullmatch(sha):
+    if not isinstance(sha, str) or not SHA256_RE.fullmatch(sha):
         return f"{path}: sha256 {sha!r} is not 64 lowercase hex digits"
     if type(size) is not int or size < 0:
         return f"{path}: size {size!r} is not a byte count"
@@ -894,8 +894,9 @@ def _is_safe_path(path: str) -> bool:
     return all(part not in ("", ".", "..") for part in path.split("/"))
 
 
-def _read_versions(store: Store) -> list[dict[str, Any]]:
-    data = _read_json(store, VERSIONS_KEY)
+def read_versions(store: Store) -> list[dict[str, Any]]:
+    """The target's version log (every snapshot taken, `expired` ones included)."""
+    data = read_json(store, VERSIONS_KEY)
     if data is None:
         return []
     if not isinstance(data, dict) or not isinstance(data.get("versions"), list):
@@ -903,7 +904,8 @@ def _read_versions(store: Store) -> list[dict[str, Any]]:
     return data["versions"]
 
 
-def _read_json(store: Store, key: str) -> Any:
+def read_json(store: Store, key: str) -> Any:
+    """A JSON document at the target, or None when it does not exist."""
     try:
         return json.loads(store.get_bytes(key))
     except FileNotFoundError:
@@ -932,7 +934,8 @@ def _json_copy(value: Mapping[str, Any], what: str) -> dict[str, Any]:
         raise ValueError(f"snapshot {what} must be JSON-serializable: {exc}") from exc
 
 
-def _dumps(value: Any) -> bytes:
+def dump_json(value: Any) -> bytes:
+    """The one JSON encoding of every document at a target (manifests, logs, pins, archives)."""
     return json.dumps(value, indent=2, ensure_ascii=False).encode() + b"\n"
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import duckdb
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from evalpipe.core.atomic import atomic_path
 from evalpipe.storage.lake import Lake
@@ -68,6 +69,43 @@ def runs_with_status_sql(files: dict[str, list[Path]]) -> str:
     )
 
 
+def runs_view_sql(files: dict[str, list[Path]], archives: Path | None) -> str:
+    """The warehouse's `runs` view: runs with status, and where each run lives once archived
+    (`archived_to`, `archived_at`, `local_deleted_at`; null for a run never archived, and all
+    null before the `archives` derived table exists)."""
+    base = runs_with_status_sql(files)
+    if archives is None:
+        return (
+            "SELECT *, CAST(NULL AS VARCHAR) AS archived_to, CAST(NULL AS TIMESTAMPTZ) AS "
+            f"archived_at, CAST(NULL AS TIMESTAMPTZ) AS local_deleted_at FROM ({base})"
+        )
+    return (
+        f"SELECT b.*, a.archived_to, a.archived_at, a.local_deleted_at FROM ({base}) AS b "
+        f"LEFT JOIN ({archived_runs_sql(archives)}) AS a USING (run_id)"
+    )
+
+
+def archived_runs_sql(archives: Path) -> str:
+    """Per lake run, its newest archive of each archived unit (the OLMES run directory, or each
+    VMEvalKit output experiment / evaluation folder of a data root): the manifest URIs joined
+    by ", ", the newest archiving time, and when the local copy was deleted (null while any
+    unit's local copy is kept)."""
+    names = pq.read_schema(archives).names
+    lake_run_id = "lake_run_id" if "lake_run_id" in names else "run_id"  # tables before kinds
+    return (
+        "SELECT lake_run_id AS run_id, "
+        "string_agg(manifest_uri, ', ' ORDER BY unit) AS archived_to, "
+        "max(archived_at) AS archived_at, "
+        "CASE WHEN bool_and(local_deleted_at IS NOT NULL) THEN max(local_deleted_at) END "
+        "AS local_deleted_at FROM ("
+        f"SELECT {lake_run_id} AS lake_run_id, run_id AS unit, manifest_uri, "
+        "archived_at, local_deleted_at, row_number() OVER (PARTITION BY run_id "
+        "ORDER BY archived_at DESC, archive_id DESC) AS newest "
+        f"FROM read_parquet({sql_literal(str(archives))}, union_by_name = true)) "
+        "WHERE newest = 1 GROUP BY lake_run_id"
+    )
+
+
 def read_runs_with_status(lake: Lake) -> pd.DataFrame:
     with duckdb.connect() as con:
         return con.execute(runs_with_status_sql(lake.committed_files())).df()
@@ -85,7 +123,8 @@ def build_warehouse(lake: Lake, path: Path) -> WarehouseBuild:
     committed files, so they show each run's tables as one version."""
     files = lake.committed_files()
     views = {t: f"SELECT * FROM {table_source(t, files.get(t, []))}" for t in SCHEMAS}
-    views["runs"] = runs_with_status_sql(files)
+    archives = lake.derived_file("archives") if "archives" in lake.derived_tables() else None
+    views["runs"] = runs_view_sql(files, archives)
     for table in lake.derived_tables():
         views[table] = f"SELECT * FROM read_parquet({sql_literal(str(lake.derived_file(table)))})"
     counts: dict[str, int] = {}

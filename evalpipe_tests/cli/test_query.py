@@ -152,8 +152,10 @@ def test_runs_lists_every_run_and_filters_by_model(home, capsys) -> None:
     expected = warehouse_rows(home, "SELECT run_id, model, status, n_tasks FROM runs ORDER BY 1")
     assert [{k: r[k] for k in expected[0]} for r in runs] == expected
     assert list(runs[0]) == [
-        "run_id", "model", "revision", "status", "n_tasks", "n_aggregates", "ingested_at"
+        "run_id", "model", "revision", "status", "n_tasks", "n_aggregates", "ingested_at",
+        "archived_to",
     ]  # fmt: skip
+    assert {r["archived_to"] for r in runs} == {None}, "nothing archived yet"
     assert {r["run_id"] for r in as_csv(capsys, "runs", "--model", "llama")} == {
         LLAMA_OLD,
         LLAMA_NEW,

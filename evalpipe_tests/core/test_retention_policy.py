@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from evalpipe.core.config import load_retention_policy
-from evalpipe.core.retention_policy import PolicyError, RetentionPolicy, parse_policy
+from evalpipe.core.retention_policy import KINDS, PolicyError, RetentionPolicy, parse_policy
 
 
 def test_without_a_file_the_defaults_delete_nothing_local_and_keep_a_year(tmp_path: Path) -> None:
@@ -57,6 +57,23 @@ def test_a_file_overrides_only_what_it_names(tmp_path: Path) -> None:
             "p.toml:2: [archive] target must be file:///absolute/path or s3://",
         ),
         ("[archives]\n", "p.toml:1: unknown section [archives]"),
+        (
+            "[archive]\nafter_days = 3\n[archive.vmeval_output]\nafter_days = 90\n",
+            "p.toml:3: unknown table [archive.vmeval_output]; kinds: [archive.olmes], [arch",
+        ),
+        (
+            "[archive.temp]\nenabled = true\nafter_days = -7\n",
+            "p.toml:3: [archive.temp] after_days must not be negative",
+        ),
+        (
+            "[archive.olmes]\nenable = false\n",
+            "p.toml:2: unknown key 'enable' in [archive.olmes]; known: enabled, after_days",
+        ),
+        ('[archive]\nolmes = "yes"\n', "p.toml:2: archive.olmes must be a [archive.olmes] table"),
+        (
+            '[archive]\nsources = ["olmes"]\n',
+            "p.toml:2: unknown key 'sources' in [archive]; known: after_days, target, delete_local",
+        ),
         ("[archive\n", "p.toml: not valid TOML"),
     ],
 )
@@ -64,6 +81,18 @@ def test_a_mistake_is_an_error_naming_file_line_and_problem(text: str, message: 
     with pytest.raises(PolicyError) as caught:
         parse_policy(text, "p.toml")
     assert str(caught.value).startswith(message)
+
+
+def test_each_kind_has_its_own_switch_and_days(tmp_path: Path) -> None:
+    policy = parse_policy(
+        "[archive]\nafter_days = 20\n[archive.vmeval_outputs]\nafter_days = 90\n"
+        "[archive.vmeval_evaluations]\nafter_days = 180\n[archive.olmes]\nenabled = false\n",
+        "p.toml",
+    )
+    archive = policy.archive
+    assert [archive.days_for(k) for k in KINDS] == [20, 90, 180, 7]
+    assert [archive.kind(k).enabled for k in KINDS] == [False, True, True, True]
+    assert RetentionPolicy().archive.days_for("vmeval_outputs") == 30
 
 
 def test_an_unreadable_file_is_named(tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import dagster as dg
 import pytest
 
 from evalpipe.cli import main
-from evalpipe.core.config import Settings
+from evalpipe.core.config import Settings, load_settings
 from evalpipe.core.retention_policy import ArchivePolicy, RetentionPolicy
 from evalpipe.definitions import build_definitions
 from evalpipe.defs.registry import per_run_keys
@@ -26,6 +26,8 @@ from evalpipe.snapshots.manifests import (
     restore_snapshot,
     take_snapshot,
 )
+from evalpipe.sources.vmeval.samples import generate_datasets
+from evalpipe.storage.lake import Lake
 from evalpipe.storage.warehouse import query
 from evalpipe_tests.retention.test_interruptions import age
 from evalpipe_tests.snapshots.backends import digests
@@ -185,6 +187,11 @@ def test_a_policy_that_keeps_one_snapshot_archives_expires_sweeps_and_prunes(
     assert answers(home) == before
     located = "SELECT count(*) FROM runs r JOIN archives a USING (run_id) WHERE a.local_deleted_at IS NOT NULL"
     assert query(home.warehouse, located)[1] == [(len(originals),)]
+    capsys.readouterr()
+    assert main(["show", listed[0]["run_id"], "--format", "json"]) == 0
+    shown = json.loads(capsys.readouterr().out)["run"]
+    manifest = archives_table.find_archive(Lake(home.lake), listed[0]["id"])["manifest_uri"]
+    assert shown["archived_to"] == manifest and shown["local_deleted_at"] is not None
     assert main(["ingest"]) == 0
     assert "0 run directories: 0 ingested" in capsys.readouterr().out
     assert answers(home) == before
@@ -238,3 +245,46 @@ def test_the_instance_template_prunes_schedule_and_sensor_ticks(settings: Settin
         "schedule": {"purge_after_days": 90},
         "sensor": {"purge_after_days": {"skipped": 7, "failure": 30, "success": -1}},
     }
+
+
+def test_the_vmeval_sensor_sees_no_change_when_folders_are_archived_away_or_restored(
+    tmp_path: Path,
+) -> None:
+    datasets = tmp_path / "datasets"
+    generate_datasets(datasets, datasets=1, questions=3, seed=2)
+    age(datasets, 60)
+    settings = load_settings(
+        {
+            "EVALPIPE_HOME": str(tmp_path / "home"),
+            "EVALPIPE_DUMPS": str(tmp_path / "no_dumps"),
+            "EVALPIPE_DATASETS": str(datasets),
+            "EVALPIPE_SETTLE_SECONDS": "0",
+        }
+    )
+    with dg.instance_for_test() as instance:
+        report = ingest(build_definitions(settings), settings, instance, progress=lambda _: None)
+        assert [(o.run_id, o.ok) for o in report.outcomes] == [("lab0/v1", True)]
+        sensor = build_definitions(settings).resolve_sensor_def("vmeval_sensor")
+        resource = EvalpipeHome(
+            home=str(settings.home),
+            dumps=str(settings.dumps),
+            datasets=str(datasets),
+            settle_seconds=0,
+        )
+
+        def tick() -> list:
+            context = dg.build_sensor_context(instance=instance, resources={"evalpipe": resource})
+            return sensor(context).run_requests
+
+        assert tick() == []
+        scope = build_scope(resource, instance)
+        archive = ArchivePolicy(target=(settings.home / "archive").as_uri(), delete_local=True)
+        scope = replace(scope, policy=RetentionPolicy(archive=archive))
+        outcome = apply_archive(scope, progress=lambda line: None)
+        assert outcome.counts()["delete_local"] == 4 and not outcome.refused
+        assert tick() == []  # an archived folder's absence is not a change
+        for row in archives_table.read_archives(scope.lake):
+            restore_archive(scope, row["archive_id"])
+        assert tick() == []  # restored byte-identical with mtimes: nothing to ingest
+        (datasets / "lab0" / "v1" / "outputs" / "pilot" / "late.txt").write_text("new\n")
+        assert len(tick()) == 1  # a real change still is one

@@ -11,7 +11,12 @@ from typing import Any
 import pytest
 
 from evalpipe.core.config import load_settings
-from evalpipe.core.retention_policy import ArchivePolicy, LakePolicy, RetentionPolicy
+from evalpipe.core.retention_policy import (
+    ArchivePolicy,
+    KindPolicy,
+    LakePolicy,
+    RetentionPolicy,
+)
 from evalpipe.retention import archives_table, lake_sweep
 from evalpipe.retention.archive import ArchiveError
 from evalpipe.retention.plan import Scope, apply_archive, plan_archive, restore_archive
@@ -168,8 +173,10 @@ def test_local_copies_of_runs_not_ingested_in_their_current_state_are_kept(
     assert outcome.counts()["delete_local"] == 0 and len(run_dirs(scope)) == 2
 
 
-def test_archive_sources_must_be_registered(tmp_path: Path, backend: Backend) -> None:
-    scope = make_scope(tmp_path, backend, delete_local=False)
-    policy = replace(scope.policy, archive=replace(scope.policy.archive, sources=("vmevalkit",)))
-    with pytest.raises(ValueError, match="vmevalkit, which is not a registered source"):
-        plan_archive(replace(scope, policy=policy))
+def test_a_disabled_kind_is_neither_archived_nor_deleted(tmp_path: Path, backend: Backend) -> None:
+    scope = make_scope(tmp_path, backend, delete_local=True)
+    archive = replace(scope.policy.archive, olmes=KindPolicy(enabled=False))
+    scope = replace(scope, policy=replace(scope.policy, archive=archive))
+    assert plan_archive(scope)[0] == []
+    assert apply_archive(scope, progress=lambda line: None).done == []
+    assert len(run_dirs(scope)) == 2

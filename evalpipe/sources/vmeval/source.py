@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -32,9 +33,15 @@ from evalpipe.results.status import (
 )
 from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset
 from evalpipe.sources.vmeval.checks import PER_RUN_CHECKS, evaluate
-from evalpipe.sources.vmeval.layout import QUESTIONS, dataset_key, find_data_roots, inventory
+from evalpipe.sources.vmeval.layout import (
+    QUESTIONS,
+    dataset_key,
+    find_data_roots,
+    inventory,
+    missing_archived_parts,
+)
 from evalpipe.sources.vmeval.reader import read_data_root
-from evalpipe.sources.vmeval.tables import build_tables
+from evalpipe.sources.vmeval.tables import DataRootTables, build_tables
 from evalpipe.storage.lake import Lake
 from evalpipe.storage.schemas import SCHEMAS
 
@@ -120,7 +127,7 @@ def _ingest_one(scan: RunScan, lake: Lake, progress: Progress) -> RunResult:
     _refuse_lost_files(lake, run_id, files)
     progress(f"{dataset}: validating {len(files.files)} files")
     data = read_data_root(data_root, dataset)
-    tables = build_tables(data)
+    tables = _with_archived_rows(lake, run_id, data_root, build_tables(data))
     checks = evaluate(tables, data.log.issues)
     published = published_status(lake, run_id)
     now = datetime.now(timezone.utc)
@@ -203,6 +210,34 @@ def _refuse_lost_files(lake: Lake, run_id: str, files: RunInventory) -> None:
             f"{len(lost)} files disappeared since the last ingest ({shown}); the published "
             "version is kept",
         )
+
+
+ARCHIVED_ROWS = {"vm_outputs": "source_dir", "vm_evaluations": "source_file"}
+"""Per table, the column holding a row's path in the data root (`outputs/<experiment>/...`)."""
+
+
+def _with_archived_rows(
+    lake: Lake, run_id: str, data_root: Path, tables: DataRootTables
+) -> DataRootTables:
+    """Output experiments and evaluation folders archived away (only their stub is local)
+    keep their rows: those of the published version are carried into the new one. Their
+    `is_latest` stands, since runs are compared only within one experiment folder."""
+    missing = missing_archived_parts(data_root)
+    record = lake.record(run_id)
+    if not missing or record is None:
+        return tables
+    carried = {}
+    for name, column in ARCHIVED_ROWS.items():
+        if name not in record["tables"]:
+            continue
+        before = lake.read(name, run_id)
+        paths = before.column(column).to_pylist()
+        keep = [i for i, p in enumerate(paths) if any(p.startswith(f"{m}/") for m in missing)]
+        fresh = getattr(tables, name)
+        carried[name] = pa.concat_tables(
+            [fresh, before.take(pa.array(keep, pa.int64())).cast(fresh.schema)]
+        )
+    return replace(tables, **carried)
 
 
 def _area(name: str) -> str:
