@@ -26,6 +26,9 @@ class Settings:
     snapshot_target: str
     dagster_home: Path
     suites_file: Path | None
+    board_tasks: tuple[str, ...] = ()
+    """`EVALPIPE_BOARD_TASKS`: the overall leaderboard's declared task set, comma-separated
+    task or suite names (a suite stands for its members); empty = every task on the board."""
 
     @property
     def lake(self) -> Path:
@@ -64,6 +67,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         snapshot_target=target,
         dagster_home=dagster_home,
         suites_file=Path(suites).expanduser().resolve() if suites else None,
+        board_tasks=tuple(
+            t.strip() for t in (env.get("EVALPIPE_BOARD_TASKS") or "").split(",") if t.strip()
+        ),
     )
 
 

@@ -16,6 +16,7 @@ class EvalpipeHome(dg.ConfigurableResource):
     settle_seconds: float = 30.0
     suites_file: str | None = None
     snapshot_target: str = ""
+    board_tasks: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EvalpipeHome":
@@ -25,6 +26,7 @@ class EvalpipeHome(dg.ConfigurableResource):
             settle_seconds=settings.settle_seconds,
             suites_file=str(settings.suites_file) if settings.suites_file else None,
             snapshot_target=settings.snapshot_target,
+            board_tasks=",".join(settings.board_tasks),
         )
 
     def settings(self) -> Settings:
@@ -36,6 +38,7 @@ class EvalpipeHome(dg.ConfigurableResource):
                 "EVALPIPE_SETTLE_SECONDS": str(self.settle_seconds),
                 "EVALPIPE_SNAPSHOT_TARGET": self.snapshot_target,
                 "EVALPIPE_SUITES_FILE": self.suites_file or "",
+                "EVALPIPE_BOARD_TASKS": self.board_tasks,
             }
         )
 

@@ -152,8 +152,14 @@ def test_runs_lists_every_run_and_filters_by_model(home, capsys) -> None:
     expected = warehouse_rows(home, "SELECT run_id, model, status, n_tasks FROM runs ORDER BY 1")
     assert [{k: r[k] for k in expected[0]} for r in runs] == expected
     assert list(runs[0]) == [
-        "run_id", "model", "revision", "status", "n_tasks", "n_aggregates", "ingested_at"
+        "run_id", "model", "revision", "status", "standing", "superseded_by", "reason",
+        "n_tasks", "n_aggregates", "ingested_at",
     ]  # fmt: skip
+    by_id = {r["run_id"]: r for r in runs}
+    # LLAMA_NEW re-ran LLAMA_OLD's model later: the newest evaluated_at wins every task.
+    assert by_id[LLAMA_OLD]["superseded_by"] == LLAMA_NEW
+    assert by_id[LLAMA_OLD]["standing"] in ("superseded", "partly superseded")
+    assert by_id[LLAMA_NEW]["standing"] == "ranked"
     assert {r["run_id"] for r in as_csv(capsys, "runs", "--model", "llama")} == {
         LLAMA_OLD,
         LLAMA_NEW,
