@@ -27,6 +27,9 @@ class Settings:
     dagster_home: Path
     suites_file: Path | None
     board_tasks: tuple[str, ...] = ()
+    dagster_pg_url: str | None = None
+    """`DAGSTER_PG_URL`: when set, the Dagster instance stores runs, event logs and schedules
+    in this Postgres database (`evalpipe.defs.instance`); unset, in SQLite under DAGSTER_HOME."""
     """`EVALPIPE_BOARD_TASKS`: the overall leaderboard's declared task set, comma-separated
     task or suite names (a suite stands for its members); empty = every task on the board."""
 
@@ -67,6 +70,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         snapshot_target=target,
         dagster_home=dagster_home,
         suites_file=Path(suites).expanduser().resolve() if suites else None,
+        dagster_pg_url=env.get("DAGSTER_PG_URL") or None,
         board_tasks=tuple(
             t.strip() for t in (env.get("EVALPIPE_BOARD_TASKS") or "").split(",") if t.strip()
         ),

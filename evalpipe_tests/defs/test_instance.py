@@ -1,0 +1,47 @@
+"""The instance's dagster.yaml is written from the settings: SQLite by default, Postgres when
+DAGSTER_PG_URL is set, and never the URL (a password) itself."""
+
+from pathlib import Path
+
+import yaml
+
+from evalpipe.core.config import load_settings
+from evalpipe.defs.instance import write_instance_config
+
+
+def settings_for(tmp_path: Path, **env: str):
+    return load_settings({"EVALPIPE_HOME": str(tmp_path), **env})
+
+
+def test_default_instance_uses_sqlite_under_dagster_home(tmp_path: Path) -> None:
+    path = write_instance_config(settings_for(tmp_path))
+
+    config = yaml.safe_load(path.read_text())
+    assert path == tmp_path / "dagster" / "dagster.yaml"
+    assert "storage" not in config  # Dagster's default: SQLite files under DAGSTER_HOME
+    assert config["concurrency"] == {
+        "pools": {"default_limit": 1},
+        "runs": {"max_concurrent_runs": 4},
+    }
+
+
+def test_pg_url_selects_postgres_storage_by_reference_only(tmp_path: Path) -> None:
+    url = "postgresql://evalpipe:s3cret@127.0.0.1:5432/dagster"
+    path = write_instance_config(settings_for(tmp_path, DAGSTER_PG_URL=url))
+
+    text = path.read_text()
+    assert yaml.safe_load(text)["storage"] == {
+        "postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}
+    }
+    assert "s3cret" not in text
+
+
+def test_switching_back_rewrites_and_an_unchanged_file_is_left_alone(tmp_path: Path) -> None:
+    pg = settings_for(tmp_path, DAGSTER_PG_URL="postgresql://u@h/db")
+    path = write_instance_config(pg)
+    write_instance_config(settings_for(tmp_path))
+    assert "storage" not in yaml.safe_load(path.read_text())
+
+    before = path.stat().st_mtime_ns
+    write_instance_config(settings_for(tmp_path))
+    assert path.stat().st_mtime_ns == before
