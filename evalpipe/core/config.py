@@ -14,6 +14,7 @@ DEFAULT_HOME = "data"
 DEFAULT_SETTLE_SECONDS = 30.0
 SCANNERS = ("auto", "c", "python")
 DEFAULT_SCANNER = "auto"
+PG_SCHEME = "postgresql+psycopg2://"
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     target = env.get("EVALPIPE_SNAPSHOT_TARGET") or (home / "snapshots").as_uri()
     dagster_home = Path(env.get("DAGSTER_HOME") or home / "dagster").expanduser().resolve()
     suites = env.get("EVALPIPE_SUITES_FILE")
+    pg_url = env.get("DAGSTER_PG_URL") or None
+    if pg_url and not pg_url.startswith(PG_SCHEME):
+        raise ValueError(
+            f"DAGSTER_PG_URL must start with {PG_SCHEME} (dagster-postgres talks to Postgres "
+            "through psycopg2, and SQLAlchemy would pick another driver for a bare "
+            f"postgresql://), got {pg_url.split('://')[0]}://..."
+        )
     return Settings(
         home=home,
         dumps=dumps,
@@ -70,7 +78,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         snapshot_target=target,
         dagster_home=dagster_home,
         suites_file=Path(suites).expanduser().resolve() if suites else None,
-        dagster_pg_url=env.get("DAGSTER_PG_URL") or None,
+        dagster_pg_url=pg_url,
         board_tasks=tuple(
             t.strip() for t in (env.get("EVALPIPE_BOARD_TASKS") or "").split(",") if t.strip()
         ),

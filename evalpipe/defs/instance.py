@@ -1,7 +1,7 @@
 """The Dagster instance's configuration, `$DAGSTER_HOME/dagster.yaml`, written from the settings.
 
 One person: run, event-log and schedule storage in SQLite under `$DAGSTER_HOME` (the default).
-A team: set `DAGSTER_PG_URL` (`postgresql://user:password@host:5432/db`) and the same file
+A team: set `DAGSTER_PG_URL` (`postgresql+psycopg2://user:password@host:5432/db`) and the same file
 points all three storages at that Postgres database through dagster-postgres. The file names the
 variable, never its value, so no password is written to disk; the daemon, the webserver and the
 CLI each read it from their environment.

@@ -3,6 +3,7 @@ DAGSTER_PG_URL is set, and never the URL (a password) itself."""
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 from evalpipe.core.config import load_settings
@@ -26,7 +27,7 @@ def test_default_instance_uses_sqlite_under_dagster_home(tmp_path: Path) -> None
 
 
 def test_pg_url_selects_postgres_storage_by_reference_only(tmp_path: Path) -> None:
-    url = "postgresql://evalpipe:s3cret@127.0.0.1:5432/dagster"
+    url = "postgresql+psycopg2://evalpipe:s3cret@127.0.0.1:5432/dagster"
     path = write_instance_config(settings_for(tmp_path, DAGSTER_PG_URL=url))
 
     text = path.read_text()
@@ -37,7 +38,7 @@ def test_pg_url_selects_postgres_storage_by_reference_only(tmp_path: Path) -> No
 
 
 def test_switching_back_rewrites_and_an_unchanged_file_is_left_alone(tmp_path: Path) -> None:
-    pg = settings_for(tmp_path, DAGSTER_PG_URL="postgresql://u@h/db")
+    pg = settings_for(tmp_path, DAGSTER_PG_URL="postgresql+psycopg2://u@h/db")
     path = write_instance_config(pg)
     write_instance_config(settings_for(tmp_path))
     assert "storage" not in yaml.safe_load(path.read_text())
@@ -45,3 +46,8 @@ def test_switching_back_rewrites_and_an_unchanged_file_is_left_alone(tmp_path: P
     before = path.stat().st_mtime_ns
     write_instance_config(settings_for(tmp_path))
     assert path.stat().st_mtime_ns == before
+
+
+def test_a_pg_url_without_the_driver_is_refused_with_what_to_write(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match=r"must start with postgresql\+psycopg2://"):
+        settings_for(tmp_path, DAGSTER_PG_URL="postgresql://u:pw@h/db")
