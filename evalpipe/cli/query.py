@@ -199,6 +199,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         result = query(path, BOARD_SQL["benchmark"], [args.benchmark, *top])
     elif args.task is not None:
         result = query(path, BOARD_SQL["task"], [comparison.glob_to_like(args.task), *top])
+        if not result[1]:
+            known = [
+                r[0] for r in query(path, "SELECT DISTINCT task_name FROM leaderboard_tasks")[1]
+            ]
+            hint = "see `evalpipe leaderboard --task '*'` for every task"
+            raise ValueError(comparison.unknown_name_message("task", args.task, known, hint))
     else:
         result = query(path, BOARD_SQL["overall"], top)
     print(render(*result, args.format))
@@ -335,6 +341,9 @@ def _emit_sections(sections: list[Section], fmt: str, csv_section: str) -> None:
     heading = "## {}" if fmt == "markdown" else "{}:"
     blocks = []
     for s in sections:
+        if not s.rows and not s.record:  # say so, rather than print an empty table
+            blocks.append(heading.format(s.title) + ("\n\nnone" if fmt == "markdown" else " none"))
+            continue
         columns, rows = _transposed(s.columns, s.rows) if s.record else (s.columns, s.rows)
         blocks.append(heading.format(s.title) + "\n" + render(columns, rows, fmt))
     print("\n\n".join(blocks))

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from evalpipe.cli.progress import StderrProgress
 from evalpipe.core.config import Settings, load_settings
 from evalpipe.core.output import render
 from evalpipe.snapshots.manifests import (
-    ProgressEvent,
     SnapshotError,
     VerifyReport,
     diff_snapshots,
@@ -32,10 +32,6 @@ FORMATS = ["table", "markdown", "csv", "json"]
 _EXPECTED_ERRORS = (SnapshotError, BotoCoreError, ClientError, OSError, ValueError)
 
 Command = Callable[[argparse.Namespace], int]
-
-
-def _print_progress(event: ProgressEvent) -> None:
-    print(f"  {event}", file=sys.stderr, flush=True)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -117,9 +113,10 @@ def dry_run_and_report(settings: Settings, target: str, client: object, *, note:
     )
     _print_skipped(result.skipped)
     print(
-        f"dry run for {result.uri}: {result.files} files, {result.bytes_total / 1e6:.1f} MB; "
-        f"would upload {result.files_uploaded} files ({result.bytes_uploaded / 1e6:.1f} MB), "
-        f"reuse {result.bytes_reused / 1e6:.1f} MB; nothing was stored"
+        f"dry run against {redact_credentials(target)}: {result.files} files, "
+        f"{result.bytes_total / 1e6:.1f} MB; would upload {result.files_uploaded} files "
+        f"({result.bytes_uploaded / 1e6:.1f} MB), reuse {result.bytes_reused / 1e6:.1f} MB; "
+        "nothing was stored and no manifest written"
     )
     return 0
 
@@ -161,7 +158,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     target, client = _target_and_client(args)
-    report = verify_snapshot(target, args.snapshot_id, client=client, progress=_print_progress)
+    with StderrProgress() as progress:
+        report = verify_snapshot(target, args.snapshot_id, client=client, progress=progress)
     rows = _verify_problems(report)
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
@@ -200,9 +198,10 @@ def _verify_problems(report: VerifyReport) -> list[list[str]]:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     target, client = _target_and_client(args)
-    result = restore_snapshot(
-        target, args.snapshot_id, args.dest, client=client, progress=_print_progress
-    )
+    with StderrProgress() as progress:
+        result = restore_snapshot(
+            target, args.snapshot_id, args.dest, client=client, progress=progress
+        )
     print(
         f"restored snapshot {result.snapshot_id} to {result.dest}: {result.files} files, "
         f"{result.bytes / 1e6:.1f} MB (rebuild the warehouse with EVALPIPE_HOME pointed there "
