@@ -227,7 +227,8 @@ def build_source_defs(source: Source) -> SourceDefs:
         if not pending:
             return dg.SensorResult(skip_reason=_waiting(scans, settled, now), cursor=cursor)
         known = context.instance.get_dynamic_partitions(partitions.name)
-        new_keys = [s.run_id for s in pending if s.run_id not in set(known)]
+        known_ids = set(known)
+        new_keys = [s.run_id for s in pending if s.run_id not in known_ids]
         order = [*known, *new_keys]
         requests = [
             dg.RunRequest(
@@ -283,7 +284,8 @@ def _batch_key(ingest_keys: Iterable[str]) -> str:
 
 def _waiting(scans: Sequence[RunScan], settled: Sequence[RunScan], now: float) -> str:
     """Why a tick requested nothing, in words a person watching the sensor wants."""
-    settling = [s for s in scans if s.inventory.complete and s not in settled]
+    settled_ids = {s.run_id for s in settled}  # a set: roots hold thousands of runs
+    settling = [s for s in scans if s.inventory.complete and s.run_id not in settled_ids]
     if settling:
         newest = max(s.inventory.newest_mtime for s in settling)
         return (
