@@ -15,7 +15,8 @@ FUZZ_SECONDS ?= 600
 $(STAMP): pyproject.toml evalpipe/sources/olmes/_instance_scan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# setuptools' build warnings (ext-modules "experimental", editable install) are not the user's
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
 ## instance: write $(DAGSTER_HOME)/dagster.yaml from the settings (SQLite, or Postgres when

@@ -9,6 +9,7 @@ run queue together while the warehouse keeps its single writer.
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Iterator
@@ -19,9 +20,11 @@ import duckdb
 import pytest
 
 from evalpipe.core.config import Settings, load_settings
+from evalpipe.definitions import build_definitions
 from evalpipe.defs.instance import write_instance_config
 from evalpipe.sources.olmes.reader import find_run_dirs
 from evalpipe.storage.lake import Lake
+from evalpipe_tests.chromium import Page, chromium, require_chromium
 from evalpipe_tests.defs.test_integrity_end_to_end import rewrite_metrics_all, shift_aggregates
 from evalpipe_tests.services import (
     DagsterServices,
@@ -256,3 +259,133 @@ def _runs(url: str, run_ids: list[str]) -> list[dict]:
     )
     by_id = {r["runId"]: r for r in answer["runsOrError"]["results"]}
     return [by_id[i] for i in run_ids]
+
+
+# What a user sees in the Dagster UI, in a real headless Chromium against the live webserver.
+
+OLMES_ASSETS = [
+    "raw_run_inventory",
+    "runs",
+    "task_results",
+    "task_metrics",
+    "task_choices",
+    "predictions",
+    "requests",
+    "recorded_inputs",
+    "reconstructed_artifacts",
+    "run_status",
+]
+GROUPS = {
+    "olmes_ingest": OLMES_ASSETS,
+    "leaderboards": [
+        "leaderboard_tasks",
+        "leaderboard_benchmarks",
+        "leaderboard_overall",
+        "leaderboard_runs",
+        "leaderboard_report",
+    ],
+    "warehouse": ["warehouse"],
+    "snapshots": ["snapshot"],
+}
+UI_TIMEOUT = 45.0
+
+
+@pytest.fixture(scope="module")
+def browser(live: Live) -> Iterator[Page]:
+    if live.storage != "sqlite":
+        pytest.skip(
+            "the UI reads the instance through the same GraphQL on either storage; "
+            "it is driven once, on SQLite (Postgres runs the pipeline tests above)"
+        )
+    with chromium(require_chromium()) as page:
+        # A viewport large enough for the whole lineage graph: the UI renders visible nodes only.
+        page.call(
+            "Emulation.setDeviceMetricsOverride",
+            width=3200,
+            height=6000,
+            deviceScaleFactor=1,
+            mobile=False,
+        )
+        yield page
+
+
+def visible_text(page: Page, url: str, *needles: str) -> str:
+    """Open `url` and return the page's text once every needle shows (the UI loads lazily)."""
+    page.navigate(url)
+    deadline = time.monotonic() + UI_TIMEOUT
+    text = ""
+    while time.monotonic() < deadline:
+        text = page.evaluate("document.body.innerText")
+        if all(n in text for n in needles):
+            return text
+        time.sleep(0.5)
+    missing = [n for n in needles if n not in text]
+    pytest.fail(f"{url}: {missing} not shown within {UI_TIMEOUT} s; page text:\n{text[:3000]}")
+
+
+def section(text: str, start: str, end: str) -> str:
+    return text.split(start, 1)[1].split(end, 1)[0]
+
+
+def test_ui_lineage_graph_shows_every_asset_of_every_group(live: Live, browser: Page) -> None:
+    for group, assets in GROUPS.items():
+        url = f"{live.services.url}/locations/evalpipe/asset-groups/{group}/lineage"
+        visible_text(browser, url, *assets)
+
+
+def test_ui_lineage_has_the_warehouse_and_snapshot_edges(live: Live, browser: Page) -> None:
+    url = live.services.url
+    tables = ["predictions", "requests", "recorded_inputs", "task_results", "run_status"]
+    expected = {
+        "warehouse": [f"olmes / {t}" for t in tables] + GROUPS["leaderboards"][:-1],
+        "snapshot": [f"olmes / {a}" for a in OLMES_ASSETS] + GROUPS["leaderboards"][:-1],
+    }
+    for asset, parents in expected.items():
+        text = visible_text(browser, f"{url}/assets/{asset}", "Upstream assets", *parents)
+        upstream = section(text, "Upstream assets", "Downstream assets")
+        assert [p for p in parents if p not in upstream] == [], asset
+
+
+def test_ui_has_one_partition_per_run(live: Live, browser: Page, samples: list[Path]) -> None:
+    if not any(live.settings.dumps.iterdir()):  # run alone: give the UI a run to show
+        run_id = land(samples[2], live.settings, "ui")
+        wait_for(lambda: standing(live.settings, run_id) is not None, run_id, live.services)
+    run_ids = sorted(
+        p.parent.relative_to(live.settings.dumps).as_posix()
+        for p in live.settings.dumps.rglob("metrics-all.jsonl")
+    )
+    url = f"{live.services.url}/assets/olmes/runs?view=partitions"
+    text = visible_text(browser, url, *run_ids)
+    assert f"{len(run_ids)} Partitions Selected" in text
+
+
+def test_ui_check_results_say_what_each_check_tests(live: Live, browser: Page) -> None:
+    graph = build_definitions(live.settings).resolve_asset_graph()
+    checks = [k for k in graph.asset_check_keys if k.asset_key.path == ["olmes", "task_results"]]
+    url = f"{live.services.url}/assets/olmes/task_results?view=checks"
+    visible_text(browser, url, *(k.name for k in checks), "Latest execution")
+    for key in checks:
+        description = graph.get_check_spec(key).description
+        assert description and len(description) > len(key.name) + 20  # more than its name
+        clicked = browser.evaluate(
+            f"""(() => {{
+                const el = [...document.querySelectorAll("body *")].find(
+                    (e) => e.children.length === 0 && e.textContent.trim() === {json.dumps(key.name)});
+                if (el) el.click();
+                return Boolean(el);
+            }})()"""
+        )
+        assert clicked, key.name
+        deadline = time.monotonic() + UI_TIMEOUT
+        while description not in browser.evaluate("document.body.innerText"):
+            assert time.monotonic() < deadline, f"{key.name}: description not shown"
+            time.sleep(0.3)
+
+
+def test_ui_jobs_sensors_and_schedules_have_descriptions(live: Live, browser: Page) -> None:
+    url = f"{live.services.url}/locations/evalpipe"
+    visible_text(browser, f"{url}/jobs/snapshot_job", "Store the dumps, the lake")
+    visible_text(browser, f"{url}/jobs/olmes_ingest", "Ingest olmes runs")
+    visible_text(browser, f"{url}/jobs/refresh_downstream", "Rebuild everything that aggregates")
+    visible_text(browser, f"{url}/schedules/daily_snapshot", "Every day at 03:30 UTC")
+    visible_text(browser, f"{url}/sensors/olmes_sensor", "Watches the olmes root")
