@@ -10,7 +10,7 @@ export GX_ANALYTICS_ENABLED := false
 LINTED := evalpipe evalpipe_tests benchmarks fuzz
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test dev instance lint format fuzz bench clean
+.PHONY: demo test test-no-compiler dev instance lint format fuzz bench clean
 
 $(STAMP): pyproject.toml evalpipe/sources/olmes/_instance_scan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,21 @@ test: $(STAMP)
 	$(BIN)/ruff check $(LINTED)
 	$(BIN)/ruff format --check $(LINTED)
 	$(BIN)/python -m pytest -q; status=$$?; if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$status
+
+## test-no-compiler: the whole suite on an install made without a C compiler, as a user without
+## one gets it: a fresh copy of the tracked files, `pip install` with CC=false (the optional
+## scanner build fails and the pure-Python scanner takes over), then pytest. `.ci/run` runs it.
+NOCC := build/no-compiler
+test-no-compiler:
+	rm -rf $(NOCC) && mkdir -p $(NOCC)
+	git ls-files -z | tar --null -T - -cf - | tar -xf - -C $(NOCC)
+	$(PYTHON) -m venv $(NOCC)/.venv
+	cd $(NOCC) && CC=false .venv/bin/python -m pip install --quiet -e ".[dev]"
+	cd $(NOCC) && .venv/bin/evalpipe --version | grep "instance scanner: python"
+	cd $(NOCC) && EVALPIPE_HOME=$(CURDIR)/$(NOCC)/data DAGSTER_HOME=$(CURDIR)/$(NOCC)/data/dagster \
+		EVALPIPE_SCANNER=python \
+		.venv/bin/python -m pytest -q -p no:cacheprovider; status=$$?; \
+		if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$status
 
 ## dev: the Dagster UI on 127.0.0.1:3000 and the daemon (sensors, automation, run queue) over
 ## the instance that `make demo` and the CLI use; `dg dev` is Dagster's current command for it

@@ -10,6 +10,7 @@ from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
 from evalpipe.core.config import Settings, load_settings
+from evalpipe.defs.instance_storage import relax_sqlite_sync
 from evalpipe.defs.leaderboards.assets import (
     leaderboard_integrity_checks,
     leaderboard_report,
@@ -17,17 +18,27 @@ from evalpipe.defs.leaderboards.assets import (
 )
 from evalpipe.defs.registry import SOURCE_DEFS
 from evalpipe.defs.resources import EvalpipeHome
+from evalpipe.defs.retention.jobs import (
+    archive_job,
+    archives,
+    daily_retention,
+    retention_job,
+    weekly_archive,
+)
 from evalpipe.defs.snapshots.assets import daily_snapshot, snapshot, snapshot_job
+from evalpipe.defs.wandb.assets import wandb_runs
 from evalpipe.defs.warehouse.assets import warehouse, warehouse_views_match_lake
 
+relax_sqlite_sync()  # in every process that loads these definitions: the CLI, code server, runs
+
 REFRESH_JOB = "refresh_downstream"
-DOWNSTREAM_GROUPS = ("leaderboards", "warehouse")
+DOWNSTREAM_GROUPS = ("leaderboards", "warehouse", "sinks")
 
 refresh_downstream_job = dg.define_asset_job(
     REFRESH_JOB,
     selection=dg.AssetSelection.groups(*DOWNSTREAM_GROUPS),
     description="Rebuild everything that aggregates across runs: leaderboards, the report page "
-    "and the warehouse (with their checks).",
+    "and the warehouse (with their checks), and log to W&B when EVALPIPE_WANDB_PROJECT is set.",
 )
 
 AUTOMATION_INTERVAL_SECONDS = 5
@@ -46,10 +57,10 @@ automation_sensor = dg.AutomationConditionSensorDefinition(
 
 def build_definitions(settings: Settings) -> dg.Definitions:
     core = dg.Definitions(
-        assets=[leaderboards, leaderboard_report, warehouse, snapshot],
+        assets=[leaderboards, leaderboard_report, warehouse, snapshot, archives, wandb_runs],
         asset_checks=[leaderboard_integrity_checks, warehouse_views_match_lake],
-        jobs=[refresh_downstream_job, snapshot_job],
-        schedules=[daily_snapshot],
+        jobs=[refresh_downstream_job, snapshot_job, archive_job, retention_job],
+        schedules=[daily_snapshot, weekly_archive, daily_retention],
         sensors=[automation_sensor],
         resources={
             "evalpipe": EvalpipeHome.from_settings(settings),

@@ -12,8 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from evalpipe.sources.olmes.samples import generate_dumps, run_dir_bytes
+from evalpipe.sources.vmeval.samples import generate_datasets
 
-FORMATS = ("olmes",)
+FORMATS = ("olmes", "vmeval")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,9 +32,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--seed",
         type=int,
         default=0,
-        help="other seeds write dumps named <dump>-seed<N>, so their run ids never collide",
+        help="olmes: other seeds write dumps named <dump>-seed<N>, so their run ids never collide",
+    )
+    vmeval = parser.add_argument_group("vmeval (VMEvalKit data roots)")
+    vmeval.add_argument("--datasets", type=int, default=2, help="clean data roots to write")
+    vmeval.add_argument("--questions", type=int, default=4, help="questions per domain")
+    vmeval.add_argument(
+        "--hostile", action="store_true", help="also write `hostile/`: each error code once"
     )
     args = parser.parse_args(argv)
+    if args.format == "vmeval":
+        return _vmeval(parser, args)
     try:
         suffix = f"-seed{args.seed}" if args.seed else ""
         run_dirs = generate_dumps(
@@ -46,6 +55,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     for d in run_dirs:
         print(d.relative_to(args.out).as_posix())
     print(f"wrote {len(run_dirs)} run directories, {files} files, {size} bytes under {args.out}")
+    return 0
+
+
+def _vmeval(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    try:
+        roots = generate_datasets(
+            args.out, args.datasets, args.questions, args.seed, hostile=args.hostile
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    files = [p for root in roots for p in root.rglob("*") if p.is_file()]
+    for root in roots:
+        print(root.relative_to(args.out).as_posix())
+    print(f"wrote {len(roots)} data roots, {len(files)} files under {args.out}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,25 @@ def run_dirs_where(root: Path, predicate) -> list[Path]:
 
 def is_old_format(run_dir: Path) -> bool:
     return not any(run_dir.glob("task-*-metrics.json"))
+
+
+@pytest.fixture(scope="session")
+def pristine_lmeval(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Real lm-eval output (see `lmeval_outputs`), made once per session; do not modify."""
+    from evalpipe_tests.lmeval_outputs import generate
+
+    return generate(tmp_path_factory.mktemp("lmeval"))
+
+
+@pytest.fixture
+def lmeval_root(pristine_lmeval: Path, tmp_path: Path) -> Path:
+    """A private copy of the lm-eval output that a test may change."""
+    root = tmp_path / "lmeval"
+    shutil.copytree(pristine_lmeval, root)
+    return root
+
+
+@pytest.fixture
+def lmeval_settings(settings: Settings, lmeval_root: Path) -> Settings:
+    """`settings` watching the private lm-eval copy (and the OLMES sample dumps)."""
+    return replace(settings, lmeval_root=lmeval_root)

@@ -8,15 +8,19 @@ subcommands.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import os
 import sys
 from collections.abc import Sequence
 
 import duckdb
 
-from evalpipe.cli import checks, ingest, query, snapshots
+from evalpipe.cli import checks, ingest, query, retention, sinks, snapshots, vmeval
+from evalpipe.core.config import ScannerUnavailable
 from evalpipe.storage.warehouse import WarehouseMissing
 
-AREAS = (ingest, checks, query, snapshots)
+AREAS = (ingest, checks, query, snapshots, retention, vmeval, sinks)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -49,10 +53,10 @@ class VersionAction(argparse.Action):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         return args.func(args)
-    except WarehouseMissing as exc:
+    except (WarehouseMissing, ScannerUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except (duckdb.Error, ValueError) as exc:
@@ -60,3 +64,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+
+
+def run() -> None:
+    """The `evalpipe` command: `main`, then a quick exit.
+
+    Tearing down Dagster's and Great Expectations' module graphs at interpreter exit takes about
+    a second and does nothing for the user: every file evalpipe writes is closed and made
+    durable before its command returns. So the exit handlers run (logging is flushed, helper
+    threads stop) and the process ends without the teardown. A reader that goes away
+    (`evalpipe runs | head`) ends the command quietly, with status 1."""
+    try:
+        code = main()
+    except BrokenPipeError:
+        code = 1
+    finally:
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError):
+                stream.flush()
+    os._exit(code)

@@ -1,5 +1,3 @@
-import sys
+from evalpipe.cli import run
 
-from evalpipe.cli import main
-
-sys.exit(main())
+run()

@@ -33,6 +33,10 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ingest", help="ingest new or changed run directories (what the sensor does)"
     )
     p.add_argument("--dumps", type=Path, help="dumps root (default: $EVALPIPE_DUMPS)")
+    p.add_argument(
+        "--datasets", type=Path, help="VMEvalKit data roots (default: $EVALPIPE_DATASETS)"
+    )
+    p.add_argument("--lmeval", type=Path, help="lm-eval results root (default: $EVALPIPE_LMEVAL)")
     p.add_argument("--force", action="store_true", help="re-ingest even unchanged run directories")
     p.add_argument("--verbose", action="store_true", help="show Dagster's own event log")
     p.add_argument(
@@ -52,10 +56,18 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     env = dict(os.environ)
     if args.dumps:
         env["EVALPIPE_DUMPS"] = str(args.dumps)
+    if args.datasets:
+        env["EVALPIPE_DATASETS"] = str(args.datasets)
+    if args.lmeval:
+        env["EVALPIPE_LMEVAL"] = str(args.lmeval)
     settings = load_settings(env)
-    if not settings.dumps.is_dir():
+    roots = (settings.dumps, settings.datasets, settings.lmeval)
+    if not any(root.is_dir() for root in roots):
         print(
-            f"error: dumps root {settings.dumps} does not exist (set EVALPIPE_DUMPS or pass --dumps)",
+            f"error: dumps root {settings.dumps} does not exist (set EVALPIPE_DUMPS or pass "
+            f"--dumps), nor does the VMEvalKit datasets root {settings.datasets} "
+            f"(EVALPIPE_DATASETS, --datasets) or the lm-eval root {settings.lmeval} "
+            "(EVALPIPE_LMEVAL, --lmeval)",
             file=sys.stderr,
         )
         return 2
@@ -112,6 +124,10 @@ def ingest_and_report(settings: Settings, *, force: bool, verbose: bool = False)
     from evalpipe.defs.runner import get_instance, ingest
 
     print(f"ingesting run directories under {settings.dumps}")
+    if settings.datasets.is_dir():
+        print(f"ingesting VMEvalKit data roots under {settings.datasets}")
+    if settings.lmeval.is_dir():
+        print(f"ingesting lm-eval results under {settings.lmeval}")
     report = ingest(
         build_definitions(settings),
         settings,
@@ -126,7 +142,11 @@ def ingest_and_report(settings: Settings, *, force: bool, verbose: bool = False)
     )
     if settings.warehouse.exists():
         print(render(*query(settings.warehouse, RUN_SUMMARY_SQL)))
-    status = _report_failed_checks(settings, [o.run_id for o in report.outcomes if o.ok])
+    ok = [o for o in report.outcomes if o.ok]
+    # A source may prefix its lake run ids with its name (vmeval: `vmeval:<dataset>`).
+    status = _report_failed_checks(
+        settings, [o.run_id for o in ok] + [f"{o.source}:{o.run_id}" for o in ok]
+    )
     if report.failed:
         print("\nfailed run directories:", file=sys.stderr)
         for outcome in report.failed:
@@ -161,11 +181,15 @@ def cmd_demo(args: argparse.Namespace) -> int:
     """Generate the bundled sample dumps if absent, ingest them, print the result."""
     from evalpipe.cli.snapshots import snapshot_and_report
     from evalpipe.sources.olmes.samples import generate_dumps
+    from evalpipe.sources.vmeval.samples import generate_datasets
 
     settings = load_settings()
     if not settings.dumps.exists() or not any(settings.dumps.iterdir()):
         print(f"generating sample dumps in {settings.dumps} ({DEMO_SHAPE})")
         generate_dumps(settings.dumps, **DEMO_SHAPE)
+    if not settings.datasets.exists() or not any(settings.datasets.iterdir()):
+        print(f"generating sample VMEvalKit data roots in {settings.datasets}")
+        generate_datasets(settings.datasets, datasets=2, questions=6, seed=7)
     settings = load_settings({**os.environ, "EVALPIPE_SETTLE_SECONDS": "0"})
     status = ingest_and_report(settings, force=False)
     print(f"\ntaking a local snapshot to {settings.snapshot_target} ...")
@@ -173,6 +197,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(
         f"\nwarehouse: {settings.warehouse}\n"
         'query it:   evalpipe sql "SELECT * FROM task_results LIMIT 5"\n'
+        "VMEvalKit:  evalpipe success-rates --by domain; evalpipe agreement\n"
         "snapshots:  evalpipe snapshots list\n"
         "see it:     make dev, then open http://127.0.0.1:3000 (asset graph, runs, partitions)"
     )

@@ -24,6 +24,7 @@ from evalpipe.core.config import load_settings
 from evalpipe.core.output import FORMATS, render
 from evalpipe.results import comparison
 from evalpipe.results.suites import load_suites
+from evalpipe.sources.lmeval.groups import group_suites
 from evalpipe.storage.lake import Lake
 from evalpipe.storage.warehouse import ReadOnlyViolation, connect_read_only, query
 
@@ -61,7 +62,8 @@ SELECT run_id, task_name, is_aggregate, primary_metric, primary_score, model_con
 FROM task_results WHERE list_contains(?, run_id)
 """
 TASK_METRICS_SQL = """
-SELECT run_id, task_name, is_aggregate, primary_metric FROM task_results WHERE run_id IN (?, ?)
+SELECT run_id, task_name, is_aggregate, primary_metric, task_config FROM task_results
+WHERE run_id IN (?, ?)
 """
 PREDICTIONS_SQL = """
 SELECT run_id, task_name, doc_id, metrics FROM predictions
@@ -247,7 +249,8 @@ def cmd_significance(args: argparse.Namespace) -> int:
     task_rows = _frame(path, TASK_METRICS_SQL, [run_a, run_b])
     if set(task_rows["run_id"]) != {run_a, run_b}:
         _existing_runs(path, [run_a, run_b])
-    suites = load_suites(settings.suites_file)
+    # lm-eval records each group's members and averaging with the run (user suites win).
+    suites = {**group_suites(task_rows, run_a), **load_suites(settings.suites_file)}
     plan = comparison.significance_plan(args.task, task_rows, run_a, run_b, suites)
     predictions = _frame(path, PREDICTIONS_SQL, [run_a, run_b, list(plan.tasks)])
     values = comparison.instance_values(predictions, task_rows)

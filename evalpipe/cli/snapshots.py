@@ -62,6 +62,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     a.add_argument("b")
     a.add_argument("--format", choices=FORMATS, default="table")
     a.set_defaults(func=_guarded(cmd_diff))
+    for action, pinned in (("pin", True), ("unpin", False)):
+        verb = "keep" if pinned else "stop keeping"
+        a = actions.add_parser(action, help=f"{verb} a snapshot whatever the retention policy")
+        a.add_argument("snapshot_id")
+        a.set_defaults(func=_guarded(cmd_pin), pinned=pinned)
 
 
 def _target_and_client(args: argparse.Namespace) -> tuple[str, object]:
@@ -183,8 +188,9 @@ def snapshot_and_report(
 def cmd_list(args: argparse.Namespace) -> int:
     target, client = _target_and_client(args)
     entries = list_snapshots(target, client=client)
-    columns = ["version", "date", "files", "size_mb", "files_uploaded", "note", "latest"]
-    print(render(columns, [[e.get(c) for c in columns] for e in entries], args.format))
+    columns = ["version", "date", "files", "size_mb", "files_uploaded", "note", "latest", "expired"]
+    # `expired` (by the retention policy): still logged, its manifest gone
+    print(render(columns, [[e.get(c, False) for c in columns] for e in entries], args.format))
     return 0
 
 
@@ -254,4 +260,16 @@ def cmd_diff(args: argparse.Namespace) -> int:
     print(render(["change", "path"], rows, args.format))
     if args.format in ("table", "markdown"):
         print(f"{diff.unchanged_count} files unchanged")
+    return 0
+
+
+def cmd_pin(args: argparse.Namespace) -> int:
+    """Record the pin at the target (pins.json), beside the snapshots it protects."""
+    from evalpipe.retention.snapshots import set_pinned
+    from evalpipe.snapshots.store import open_store
+
+    target, client = _target_and_client(args)
+    pins = set_pinned(open_store(target, client), args.snapshot_id, args.pinned)
+    state = "pinned" if args.pinned else "unpinned"
+    print(f"{state} snapshot {args.snapshot_id}; pinned now: {', '.join(sorted(pins)) or 'none'}")
     return 0

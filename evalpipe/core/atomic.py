@@ -42,7 +42,13 @@ def replace_durably(source: Path, target: Path) -> None:
 def atomic_path(target: Path) -> Iterator[Path]:
     """Yield a temporary path in `target`'s directory; when the block ends without an error,
     flush it to disk and rename it over `target`. On an error it is removed and `target` is
-    left as it was."""
+    left as it was. A `target` that exists as anything but a regular file (a directory, a device
+    such as `/dev/null`, a pipe) is refused: renaming over it would replace it."""
+    if target.exists() and not target.is_file():
+        raise ValueError(
+            f"{target}: not a regular file; evalpipe writes a file whole and renames it into "
+            "place, which would replace this one"
+        )
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = partial_path(target)
     try:

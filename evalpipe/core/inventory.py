@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,15 +83,20 @@ class RootScan:
     skipped: list[str]
 
 
-def stat_files(run_dir: Path, root: Path) -> tuple[tuple[FileEntry, ...], tuple[str, ...]]:
+def stat_files(
+    run_dir: Path, root: Path, keep: Callable[[str], bool] | None = None
+) -> tuple[tuple[FileEntry, ...], tuple[str, ...]]:
     """Every regular file directly in `run_dir` (sorted by name) and the entries refused
     without being opened: symlinks that resolve outside `root`, special files (FIFOs, sockets,
     devices, whose reading could hang or leak), or the directory itself when it cannot be
-    listed. A symlink to a regular file inside `root` counts as that file."""
+    listed. A symlink to a regular file inside `root` counts as that file. `keep`, when given,
+    limits both to the entry names it accepts (several runs can share one directory)."""
     files, problems = [], []
     try:
         with os.scandir(run_dir) as entries:
             for entry in sorted(entries, key=lambda e: e.name):
+                if keep is not None and not keep(entry.name):
+                    continue
                 problem = _refusal(entry, root)
                 if problem:
                     problems.append(problem)

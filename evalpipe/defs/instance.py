@@ -36,6 +36,17 @@ run_retries:
 
 telemetry:
   enabled: false
+
+# Schedule and sensor ticks are pruned by the daemon (runs and asset history are evalpipe's
+# `retention` job's business: see docs/retention.md). -1 keeps forever.
+retention:
+  schedule:
+    purge_after_days: 90
+  sensor:
+    purge_after_days:
+      skipped: 7
+      failure: 30
+      success: -1
 """
 
 POSTGRES = """

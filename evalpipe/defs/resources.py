@@ -16,6 +16,10 @@ class EvalpipeHome(dg.ConfigurableResource):
     settle_seconds: float = 30.0
     suites_file: str | None = None
     snapshot_target: str = ""
+    datasets: str = ""
+    lmeval: str = ""
+    wandb_project: str = ""
+    wandb_entity: str = ""
     board_tasks: str = ""
 
     @classmethod
@@ -26,6 +30,10 @@ class EvalpipeHome(dg.ConfigurableResource):
             settle_seconds=settings.settle_seconds,
             suites_file=str(settings.suites_file) if settings.suites_file else None,
             snapshot_target=settings.snapshot_target,
+            datasets=str(settings.datasets),
+            lmeval=str(settings.lmeval),
+            wandb_project=settings.wandb_project or "",
+            wandb_entity=settings.wandb_entity or "",
             board_tasks=",".join(settings.board_tasks),
         )
 
@@ -38,6 +46,10 @@ class EvalpipeHome(dg.ConfigurableResource):
                 "EVALPIPE_SETTLE_SECONDS": str(self.settle_seconds),
                 "EVALPIPE_SNAPSHOT_TARGET": self.snapshot_target,
                 "EVALPIPE_SUITES_FILE": self.suites_file or "",
+                "EVALPIPE_DATASETS": self.datasets,
+                "EVALPIPE_LMEVAL": self.lmeval,
+                "EVALPIPE_WANDB_PROJECT": self.wandb_project,
+                "EVALPIPE_WANDB_ENTITY": self.wandb_entity,
                 "EVALPIPE_BOARD_TASKS": self.board_tasks,
             }
         )

@@ -16,7 +16,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -32,6 +32,7 @@ from evalpipe.defs.ingest_state import FAILED, Attempt, pending_scans, record_at
 from evalpipe.defs.metadata import to_metadata
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.sources.base import CheckSpec, RunResult, Source
+from evalpipe.storage.lake import Lake
 
 RUN_STATUS = "run_status"
 FILE_PROGRESS = logging.getLogger("evalpipe.ingest")
@@ -53,8 +54,8 @@ def ingest_group(source: str) -> str:
     return f"{source}_ingest"
 
 
-def partitions_name(source: str) -> str:
-    return f"{source}_runs"
+def partitions_name(source: str, unit: str = "runs") -> str:
+    return f"{source}_{unit}"
 
 
 def contiguous_ranges(
@@ -100,9 +101,19 @@ class SourceDefs:
     assets: dg.AssetsDefinition
     job: UnresolvedAssetJobDefinition
     sensor: dg.SensorDefinition
+    downstream: dg.Definitions | None = None
+    """What the source derives across its runs (VMEvalKit success rates), if anything."""
+    report_section: Callable[[Lake], str] | None = None
+    """The source's section of the report page (HTML; "" for none yet), if it has one."""
 
     def definitions(self) -> dg.Definitions:
-        return dg.Definitions(assets=[self.assets], jobs=[self.job], sensors=[self.sensor])
+        own = dg.Definitions(assets=[self.assets], jobs=[self.job], sensors=[self.sensor])
+        return dg.Definitions.merge(own, self.downstream) if self.downstream else own
+
+    def downstream_keys(self) -> list[dg.AssetKey]:
+        if self.downstream is None:
+            return []
+        return [key for a in self.downstream.assets or [] for key in a.keys]
 
     def asset_keys(self, names: Sequence[str] | None = None) -> list[dg.AssetKey]:
         """Keys of this source's per-run assets (those of `names` it has, if given)."""
@@ -110,8 +121,13 @@ class SourceDefs:
         return [asset_key(self.source.name, n) for n in have if names is None or n in names]
 
 
-def build_source_defs(source: Source) -> SourceDefs:
-    partitions = dg.DynamicPartitionsDefinition(name=partitions_name(source.name))
+def build_source_defs(
+    source: Source,
+    downstream: dg.Definitions | None = None,
+    report_section: Callable[[Lake], str] | None = None,
+) -> SourceDefs:
+    unit = getattr(source, "partition_unit", "runs")
+    partitions = dg.DynamicPartitionsDefinition(name=partitions_name(source.name, unit))
     group = ingest_group(source.name)
     inventory, *tables = source.assets
     specs = [
@@ -246,7 +262,7 @@ def build_source_defs(source: Source) -> SourceDefs:
             cursor=cursor,
         )
 
-    return SourceDefs(source, partitions, ingest_runs, job, sensor)
+    return SourceDefs(source, partitions, ingest_runs, job, sensor, downstream, report_section)
 
 
 def _fail(

@@ -6,7 +6,8 @@ each expectation carries a `description` naming the property it tests, so a fail
 which properties broke and shows the first offending rows.
 
 GX takes seconds to import, so it is imported on first use and one context (plus the suites)
-is kept per process; importing this module stays cheap.
+is kept per process; importing this module stays cheap. `prepare_in_background` lets an ingest
+pay that import on the other core while it reads and writes its first runs.
 
 Three choices made to get correct answers from GX on pandas 3:
 - Frames are validated with a fresh RangeIndex (GX misaligns values on any other index), and
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -75,7 +77,7 @@ def is_bounded_metric(metric: object) -> bool:
     """
     if not isinstance(metric, str):
         return False
-    name = metric.lower()
+    name = metric.lower().split(",", 1)[0]  # lm-eval's `exact_match,strict-match`: the filter
     return not UNBOUNDED_METRIC.search(name) and BOUNDED_METRIC.match(name) is not None
 
 
@@ -122,13 +124,18 @@ PREDICTIONS = TableSpec(
 )
 SPECS: dict[str, TableSpec] = {spec.table: spec for spec in (TASK_RESULTS, PREDICTIONS)}
 """Every table with a suite; a source adds its own tables' specs with `register_spec`."""
-SOURCES = ("metrics-all", "artifacts")
+SOURCES = ("metrics-all", "artifacts", "lm-eval")
 REQUIRED_COLUMNS = "required columns present"
 
 
 def frame_from_arrow(table: pa.Table) -> pd.DataFrame:
-    """A partition as the checks expect it: 64-bit integers stay integers when they hold nulls."""
-    return table.to_pandas(types_mapper={pa.int64(): pd.Int64Dtype()}.get)
+    """A partition as the checks expect it: 64-bit integers stay integers when they hold nulls.
+
+    Consumes `table` (its buffers are freed column by column as they are converted, so a big
+    partition is not held twice); do not use it afterwards."""
+    return table.to_pandas(
+        types_mapper={pa.int64(): pd.Int64Dtype()}.get, split_blocks=True, self_destruct=True
+    )
 
 
 def validate_task_results(
@@ -306,6 +313,28 @@ def _unchecked_metrics(data: pd.DataFrame) -> list[str]:
     return sorted({m for m in metrics if isinstance(m, str)})
 
 
+_GX_LOCK = threading.RLock()
+"""Held while GX objects are built, so the background preparation and a validation never build
+the same context or suite twice."""
+
+
+def prepare_in_background() -> None:
+    """Import GX and build the registered tables' suites in a daemon thread; the first
+    validation waits for it. Should it fail, the validation builds them itself and reports any
+    error where it belongs."""
+
+    def prepare() -> None:
+        try:
+            with _GX_LOCK:
+                for table in list(SPECS):
+                    _suite(table)
+                    _batch_definition(table)
+        except Exception:  # the validation that needs GX raises it again
+            return
+
+    threading.Thread(target=prepare, name="evalpipe-gx-prepare", daemon=True).start()
+
+
 @cache
 def _context() -> AbstractDataContext:
     """One ephemeral (in-memory) GX context per process, progress bars off."""
@@ -441,8 +470,9 @@ def _validate(
     source_file: str | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> CheckOutcome:
-    suite = _suite(spec.table)
-    batch = _batch_definition(spec.table).get_batch(batch_parameters={"dataframe": data})
+    with _GX_LOCK:
+        suite, definition = _suite(spec.table), _batch_definition(spec.table)
+    batch = definition.get_batch(batch_parameters={"dataframe": data})
     result = batch.validate(
         suite,
         result_format={"result_format": "SUMMARY", "partial_unexpected_count": ROWS_PER_FAILURE},

@@ -140,6 +140,7 @@ def render_report(
     runs: pd.DataFrame | None = None,
     title: str = "evalpipe leaderboard",
     notes: Sequence[str] = (),
+    sections: Sequence[str] = (),
 ) -> str:
     """The whole report as one HTML string, from the leaderboard tables.
 
@@ -147,7 +148,8 @@ def render_report(
     `TASK_COLUMNS` (the ``.table`` of `leaderboard_benchmarks` / `leaderboard_tasks`).
     ``runs`` (`RUNS_COLUMNS`, the `leaderboard_runs` table) gives the run counts of the header
     and the Runs section: which runs are ranked, superseded and by what, or left out and why.
-    ``notes`` are shown under the counts.
+    ``notes`` are shown under the counts. ``sections`` are other sources' sections
+    (complete, escaped HTML), appended to the page.
     """
     runs = pd.DataFrame(columns=RUNS_COLUMNS) if runs is None else runs
     task_ids = _anchors("task", ((t, t) for t in tasks["task_name"].unique()))
@@ -163,6 +165,7 @@ def render_report(
             _tasks_section(tasks, links),
             _models_section(overall, benchmarks, tasks, links),
             _runs_section(runs),
+            *sections,
             "</main>",
         ]
     )

@@ -13,6 +13,7 @@ from datetime import datetime, timezone
 import pyarrow as pa
 
 from evalpipe.integrity.outcome import CheckOutcome
+from evalpipe.storage.lake import Lake
 from evalpipe.storage.schemas import SCHEMAS
 
 OK = "ok"
@@ -98,3 +99,18 @@ def failed_attempt_table(published: dict, reason: str, fingerprint: str) -> pa.T
 def publishes_new_version(checks: list[RunCheck], published: dict | None) -> bool:
     """Whether a checked new version replaces the run's tables (see `status_table`)."""
     return run_status(checks)[0] == OK or published is None
+
+
+def published_status(lake: Lake, run_id: str) -> dict | None:
+    """The status row of the run's published version, if it has one."""
+    record = lake.record(run_id)
+    if record is None or "run_status" not in record["tables"]:
+        return None
+    return lake.read("run_status", run_id).to_pylist()[0]
+
+
+def record_failed_attempt(lake: Lake, run_id: str, reason: str, fingerprint: str) -> None:
+    """Mark a run whose new files failed to ingest: its published version stays as it was."""
+    published = published_status(lake, run_id)
+    if published is not None:
+        lake.write("run_status", run_id, failed_attempt_table(published, reason, fingerprint))

@@ -43,6 +43,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
@@ -50,6 +51,7 @@ from threading import Lock
 from typing import Any, Literal
 
 from evalpipe.core.config import Settings
+from evalpipe.snapshots.leases import lease
 from evalpipe.snapshots.store import (
     MAX_CONCURRENCY,
     Download,
@@ -268,11 +270,16 @@ def take_snapshot(
         )
     store = open_store(target, client)
     stage, snapshot_id, previous = "reading the target", "", None
+    held = ExitStack()
     try:
         log = _read_versions(store)
         latest = _read_json(store, LATEST_KEY)
         previous = latest["version"] if latest else None
         snapshot_id = _allocate_id(store, created, log, latest)
+        if not dry_run:  # before deciding which stored objects to reuse: see leases.py
+            stage = "taking the snapshot lease"
+            held.enter_context(lease(store, "snapshot", against=["sweep"]))
+            stage = "reading the target"
         uploads, sources_of = _plan_uploads(files, store, emit)
         manifest = _manifest(
             target, snapshot_id, created, note, files, summary, missing, skipped, stats_copy
@@ -307,6 +314,8 @@ def take_snapshot(
             store.put_bytes(VERSIONS_KEY, _dumps({"format": FORMAT, "versions": log}))
     except Exception as exc:
         raise SnapshotError(_failure(target, snapshot_id, stage, previous, exc)) from exc
+    finally:
+        held.close()  # the lease, once the snapshot is committed or has failed
     transfer = manifest["transfer"]
     result = SnapshotResult(
         snapshot_id=snapshot_id,

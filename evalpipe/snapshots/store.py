@@ -119,6 +119,13 @@ class Download(NamedTuple):
     size: int
 
 
+class StoredObject(NamedTuple):
+    """A listed key's size and when it was last written (seconds since the epoch)."""
+
+    size: int
+    modified: float
+
+
 class Store(Protocol):
     """Key/value access to a snapshot target. Missing keys raise FileNotFoundError."""
 
@@ -127,6 +134,10 @@ class Store(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def list_sizes(self, prefix: str) -> dict[str, int]: ...
+
+    def list_objects(self, prefix: str) -> dict[str, StoredObject]: ...
+
+    def delete(self, key: str) -> None: ...
 
     def get_bytes(self, key: str) -> bytes: ...
 
@@ -229,6 +240,21 @@ class FileStore:
                     path = Path(dirpath, name)
                     sizes[path.relative_to(self.root).as_posix()] = path.stat().st_size
         return sizes
+
+    def list_objects(self, prefix: str) -> dict[str, StoredObject]:
+        """Like `list_sizes`, with each key's modification time (what a grace period counts)."""
+        found: dict[str, StoredObject] = {}
+        for key in self.list_sizes(prefix):
+            try:
+                st = (self.root / key).stat()
+            except FileNotFoundError:
+                continue  # deleted since it was listed
+            found[key] = StoredObject(st.st_size, st.st_mtime)
+        return found
+
+    def delete(self, key: str) -> None:
+        """Remove a key; one already gone is not an error (a sweep may be re-run)."""
+        (self.root / key).unlink(missing_ok=True)
 
     def get_bytes(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
@@ -337,6 +363,22 @@ class S3Store:
             for obj in page.get("Contents", ()):
                 sizes[obj["Key"][len(self._base) :]] = obj["Size"]
         return sizes
+
+    def list_objects(self, prefix: str) -> dict[str, StoredObject]:
+        """Like `list_sizes`, with each key's LastModified (what a grace period counts)."""
+        found: dict[str, StoredObject] = {}
+        pages = self._client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=self._key(prefix)
+        )
+        for page in pages:
+            for obj in page.get("Contents", ()):
+                key = obj["Key"][len(self._base) :]
+                found[key] = StoredObject(obj["Size"], obj["LastModified"].timestamp())
+        return found
+
+    def delete(self, key: str) -> None:
+        """Remove a key; S3 answers a delete of an absent key with success too."""
+        self._client.delete_object(Bucket=self.bucket, Key=self._key(key))
 
     def _get_body(self, key: str) -> Any:
         try:

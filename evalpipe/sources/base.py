@@ -62,6 +62,8 @@ class Source(Protocol):
     """`runs.source`, the asset key prefix and the partition set's name prefix."""
     assets: Sequence[TableAsset]
     checks: Sequence[CheckSpec]
+    # Optional: `partition_unit` names what one partition is (default "runs"; the partition
+    # set is `<name>_<unit>`, e.g. `vmeval_datasets`).
 
     def root(self, settings: Settings) -> Path:
         """The directory this source watches."""

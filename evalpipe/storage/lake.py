@@ -167,11 +167,16 @@ class Lake:
     @contextmanager
     def _run_lock(self, run_id: str) -> Iterator[None]:
         """One committer per run at a time (a sensor run and the CLI may overlap)."""
-        directory = self.root / RECORDS_DIR
-        directory.mkdir(parents=True, exist_ok=True)
-        with open(directory / f".{partition_key(run_id)}.lock", "a") as handle:
+        lock = self.lock_file(partition_key(run_id))
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             yield
+
+    def lock_file(self, key: str) -> Path:
+        """The file whose flock serializes commits of the run whose partition key is `key`
+        (retention's partial-file sweep takes it too, so it never races a commit)."""
+        return self.root / RECORDS_DIR / f".{key}.lock"
 
     def _commit(
         self, run_id: str, writers: dict[str, PartitionWriter], artifacts: Path | bool | None

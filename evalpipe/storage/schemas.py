@@ -43,6 +43,12 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("duplicates_dropped", pa.int32()),
             ("fingerprint", pa.string()),
             ("ingested_at", TIMESTAMP),
+            # What the evaluation framework recorded about the run itself (lm-eval: its
+            # `date`, `lm_eval_version`, `git_hash` and whole `config`); NULL where it has none.
+            ("evaluated_at", TIMESTAMP),
+            ("source_version", pa.string()),
+            ("source_git_hash", pa.string()),
+            json_column("config"),
         ]
     ),
     "task_results": pa.schema(
@@ -72,6 +78,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("task_name", pa.string()),
             ("metric", pa.string()),
             ("value", pa.float64()),
+            # lm-eval reports each metric per filter (`acc,none`), with its standard error
+            # (`acc_stderr,none`) beside it; NULL for sources without either.
+            ("filter", pa.string()),
+            ("stderr", pa.float64()),
         ]
     ),
     "predictions": pa.schema(

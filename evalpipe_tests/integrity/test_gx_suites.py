@@ -4,8 +4,11 @@ ERROR naming the property and showing the offending row."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -328,3 +331,43 @@ def test_one_bad_run_among_several_fails_alone_with_its_own_offending_rows(run: 
     assert [o.passed for o in outcomes] == [True, False, True]
     assert_fails(outcomes[1], BOUNDED, "1.7")
     assert outcomes[1] == results(bad.task_results)
+
+
+PREPARED_SCRIPT = """
+import threading
+
+import evalpipe.sources.olmes.checks
+from evalpipe.integrity import gx_suites
+from evalpipe_tests.integrity import NOW, make_run
+
+run = make_run()
+gx_suites.prepare_in_background()
+gx_suites.prepare_in_background()
+outcome = gx_suites.validate_task_results(run.task_results, NOW)
+assert outcome.passed, outcome.description
+broken = run.task_results.copy()
+broken.loc[0, "primary_score"] = 1.7
+assert not gx_suites.validate_task_results(broken, NOW).passed
+for thread in threading.enumerate():
+    if thread.name == "evalpipe-gx-prepare":
+        thread.join()
+names = sorted(suite.name for suite in gx_suites._context().suites.all())
+print(",".join(names))
+"""
+
+
+def test_suites_prepared_in_the_background_serve_the_first_validation() -> None:
+    """An ingest lets GX import and build its suites on another thread while it reads its
+    first runs: a validation that comes first waits for them, answers as always, and no suite
+    is built twice (a fresh process, so nothing is cached yet)."""
+    done = subprocess.run(
+        [sys.executable, "-c", PREPARED_SCRIPT],
+        cwd=Path(__file__).resolve().parents[2],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    built = done.stdout.strip().split(",")
+    assert len(built) == len(set(built))
+    assert set(built) == {"evalpipe_task_results", "evalpipe_predictions", "evalpipe_requests"}

@@ -21,7 +21,15 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 def metric_rows(n: int, value: float, run: str = RUN) -> list[dict]:
     return [
-        {"run_id": run, "task_name": f"t{i}", "metric": "acc", "value": value} for i in range(n)
+        {
+            "run_id": run,
+            "task_name": f"t{i}",
+            "metric": "acc",
+            "value": value,
+            "filter": None,
+            "stderr": None,
+        }
+        for i in range(n)
     ]
 
 

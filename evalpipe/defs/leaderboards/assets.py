@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from evalpipe.defs.checks import check_result
 from evalpipe.defs.metadata import markdown_preview, table_metadata
-from evalpipe.defs.registry import per_run_keys
+from evalpipe.defs.registry import downstream_keys, per_run_keys, report_sections
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.warehouse.conditions import REFRESH_ON_ANY_UPDATE
 from evalpipe.integrity.cross_run import CHECK_LEADERBOARD_RUNS, leaderboard_runs_healthy
@@ -104,7 +104,7 @@ def leaderboard_integrity_checks(evalpipe: EvalpipeHome):
 @dg.asset(
     group_name=GROUP,
     kinds={"html"},
-    deps=list(BOARDS),
+    deps=list(BOARDS) + downstream_keys(),
     automation_condition=REFRESH_ON_ANY_UPDATE,
     description="reports/leaderboard.html: a self-contained page (no network) with the "
     "boards and where each run stands, sortable by any column, a chart per task, and links between them.",
@@ -118,6 +118,7 @@ def leaderboard_report(evalpipe: EvalpipeHome) -> dg.MaterializeResult:
         boards["leaderboard_tasks"],
         runs=boards["leaderboard_runs"],
         generated_at=datetime.now(timezone.utc),
+        sections=report_sections(lake),
     )
     path = write_report(evalpipe.home_path / "reports", html)
     return dg.MaterializeResult(

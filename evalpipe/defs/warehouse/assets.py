@@ -11,7 +11,7 @@ from dagster_duckdb import DuckDBResource
 
 from evalpipe.defs.checks import check_result
 from evalpipe.defs.leaderboards.assets import BOARDS
-from evalpipe.defs.registry import per_run_keys
+from evalpipe.defs.registry import downstream_keys, per_run_keys
 from evalpipe.defs.resources import EvalpipeHome
 from evalpipe.defs.warehouse.conditions import REFRESH_ON_ANY_UPDATE
 from evalpipe.integrity.cross_run import CHECK_WAREHOUSE_VIEWS, warehouse_matches_lake
@@ -25,7 +25,10 @@ NOT_TABLES = ["reconstructed_artifacts"]
 @dg.asset(
     group_name="warehouse",
     kinds={"duckdb"},
-    deps=[key for key in per_run_keys() if key.path[-1] not in NOT_TABLES] + list(BOARDS),
+    deps=[key for key in per_run_keys() if key.path[-1] not in NOT_TABLES]
+    + list(BOARDS)
+    + downstream_keys()
+    + ["archives"],  # the retention area's table of archived runs
     pool=WAREHOUSE_POOL,
     automation_condition=REFRESH_ON_ANY_UPDATE,
     description="warehouse.duckdb: one view per lake table (every source's runs, task and "

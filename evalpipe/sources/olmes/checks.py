@@ -15,6 +15,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
+from evalpipe.core.memory import release_memory
 from evalpipe.core.output import frame_markdown
 from evalpipe.integrity.gx_suites import (
     CHECK_PREDICTIONS,
@@ -172,18 +173,24 @@ def evaluate_runs(
     (staged) tables against what its source files say; each GX suite is validated once for all
     of them."""
     results = [run.read("task_results") for run in runs]
-    predictions = [run.read("predictions") for run in runs]
-    requests = [run.read("requests") for run in runs]
     sources = [str(run.records.run_dir / METRICS_ALL) for run in runs]
     task_suites = validate_task_results_of_runs(results, now, suites=suites, sources=sources)
+    # The instance tables are the big ones: one at a time, each dropped once judged, so the
+    # peak holds one table's narrow frames, not both.
+    predictions = [run.read("predictions") for run in runs]
     prediction_suites = validate_table_of_runs(PREDICTIONS, predictions)
-    request_suites = validate_table_of_runs(REQUESTS, requests)
+    counts = [
+        frame.groupby("task_name").size().to_dict() if len(frame) else {} for frame in predictions
+    ]
+    del predictions
+    release_memory()
+    request_suites = validate_table_of_runs(REQUESTS, [run.read("requests") for run in runs])
+    release_memory()
     checks = []
     for i, run in enumerate(runs):
         records = run.records
         findings = [(f.kind, str(f.path), f.message) for f in records.findings]
         aggregates, members = reconcile_aggregates(results[i], suites)
-        counts = predictions[i].groupby("task_name").size().to_dict() if len(predictions[i]) else {}
         expected = expected_task_names(records)
         checks.append(
             [
@@ -193,7 +200,7 @@ def evaluate_runs(
                 RunCheck("task_results", members),
                 RunCheck("task_results", soft_findings(findings)),
                 RunCheck("predictions", prediction_suites[i]),
-                RunCheck("predictions", reconcile_prediction_counts(results[i], counts)),
+                RunCheck("predictions", reconcile_prediction_counts(results[i], counts[i])),
                 RunCheck("requests", request_suites[i]),
                 RunCheck(
                     "reconstructed_artifacts",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from evalpipe.core.config import load_scanner_choice
+from evalpipe.core.config import ScannerUnavailable, load_scanner_choice
 from evalpipe.sources.olmes import scanner_python
 from evalpipe.sources.olmes.scanner_python import ScanResult
 
@@ -33,7 +33,7 @@ def _choose(choice: str, built: dict[str, ScanRows]) -> str:
     """The scanner for an `EVALPIPE_SCANNER` choice; insisting on C where it was not built is an
     error, so a CI whose build failed does not pass on the slow path unnoticed."""
     if choice == "c" and "c" not in built:
-        raise ImportError(
+        raise ScannerUnavailable(
             "EVALPIPE_SCANNER=c, but the C scanner was not built: reinstall with a C compiler "
             "and the Python headers (`pip install -e .` shows why the build failed)"
         )

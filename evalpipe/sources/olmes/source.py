@@ -23,11 +23,14 @@ import pyarrow.compute as pc
 from evalpipe.core.config import Settings
 from evalpipe.core.inventory import RootScan, RunInventory, RunScan
 from evalpipe.core.jsonl import DumpFormatError
+from evalpipe.core.memory import release_memory
+from evalpipe.integrity.gx_suites import prepare_in_background
 from evalpipe.results.status import (
     RunCheck,
     checks_table,
-    failed_attempt_table,
+    published_status,
     publishes_new_version,
+    record_failed_attempt,
     run_status,
     status_table,
 )
@@ -183,13 +186,14 @@ class OlmesSource:
     ) -> Iterator[tuple[str, RunResult | Exception]]:
         lake = Lake(settings.lake)
         suites = load_suites(settings.suites_file)
+        prepare_in_background()  # GX's import overlaps the first runs' reading and writing
         group: list[_StagedRun] = []
         try:
             for scan in scans:
                 try:
                     group.append(_stage(scan, self.root(settings), lake, progress))
                 except Exception as exc:  # bad input fails this run alone
-                    _record_failure(lake, scan, exc)
+                    record_failed_attempt(lake, scan.run_id, str(exc), scan.inventory.fingerprint)
                     yield scan.run_id, exc
                     continue
                 if sum(r.rows for r in group) >= CHECK_GROUP_ROWS or len(group) >= CHECK_GROUP_RUNS:
@@ -245,6 +249,7 @@ def _check_and_commit(
     """Check a group of staged runs together, then commit each with its checks and status."""
     if not group:
         return
+    release_memory()  # what staging freed, before the checks' frames are read
     started = time.perf_counter()
     try:
         checks = evaluate_runs(
@@ -268,7 +273,7 @@ def _check_and_commit(
     for run, run_checks in zip(group, checks, strict=True):
         run_id = run.scan.run_id
         try:
-            published = _published_status(lake, run_id)
+            published = published_status(lake, run_id)
             checked_at = datetime.now(timezone.utc)
             status = status_table(
                 run_id,
@@ -319,22 +324,6 @@ def _refuse_shrinking(
                 f"no records, where the published version had {had.as_py()}; the published "
                 "version is kept",
             )
-
-
-def _published_status(lake: Lake, run_id: str) -> dict | None:
-    """The status row of the run's published version, if it has one."""
-    record = lake.record(run_id)
-    if record is None or "run_status" not in record["tables"]:
-        return None
-    return lake.read("run_status", run_id).to_pylist()[0]
-
-
-def _record_failure(lake: Lake, scan: RunScan, exc: Exception) -> None:
-    """Mark a run whose new files failed to ingest: its published version stays as it was."""
-    published = _published_status(lake, scan.run_id)
-    if published is not None:
-        table = failed_attempt_table(published, str(exc), scan.inventory.fingerprint)
-        lake.write("run_status", scan.run_id, table)
 
 
 def _result(run: _StagedRun, checks: list[RunCheck], lake: Lake, seconds: float) -> RunResult:

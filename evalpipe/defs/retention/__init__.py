@@ -1,0 +1,1 @@
+"""Scheduled archive and retention jobs, and the pruning of Dagster's own run history."""

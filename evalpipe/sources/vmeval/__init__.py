@@ -1,0 +1,1 @@
+"""VMEvalKit data roots: questions with a master manifest, model outputs, evaluator scores."""
