@@ -323,6 +323,28 @@ def visible_text(page: Page, url: str, *needles: str) -> str:
     pytest.fail(f"{url}: {missing} not shown within {UI_TIMEOUT} s; page text:\n{text[:3000]}")
 
 
+def wait_text(page: Page, *needles: str) -> str:
+    """The current page's text once every needle shows."""
+    deadline = time.monotonic() + UI_TIMEOUT
+    text = ""
+    while time.monotonic() < deadline:
+        text = page.evaluate("document.body.innerText")
+        if all(n in text for n in needles):
+            return text
+        time.sleep(0.5)
+    missing = [n for n in needles if n not in text]
+    pytest.fail(f"{missing} not shown within {UI_TIMEOUT} s; page text:\n{text[-3000:]}")
+
+
+def show_all(page: Page) -> None:
+    """Click every "Show N more" button, as a person reading the whole list would."""
+    page.evaluate(
+        """[...document.querySelectorAll("button, a, span")]
+            .filter((e) => /^Show \\d+ more$/.test(e.textContent.trim()))
+            .forEach((e) => e.click())"""
+    )
+
+
 def section(text: str, start: str, end: str) -> str:
     return text.split(start, 1)[1].split(end, 1)[0]
 
@@ -341,7 +363,9 @@ def test_ui_lineage_has_the_warehouse_and_snapshot_edges(live: Live, browser: Pa
         "snapshot": [f"olmes / {a}" for a in OLMES_ASSETS] + GROUPS["leaderboards"][:-1],
     }
     for asset, parents in expected.items():
-        text = visible_text(browser, f"{url}/assets/{asset}", "Upstream assets", *parents)
+        visible_text(browser, f"{url}/assets/{asset}", "Upstream assets", "Downstream assets")
+        show_all(browser)  # the list shows the first few upstream assets, then "Show N more"
+        text = wait_text(browser, *parents)
         upstream = section(text, "Upstream assets", "Downstream assets")
         assert [p for p in parents if p not in upstream] == [], asset
 
