@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -323,11 +323,14 @@ def visible_text(page: Page, url: str, *needles: str) -> str:
     pytest.fail(f"{url}: {missing} not shown within {UI_TIMEOUT} s; page text:\n{text[:3000]}")
 
 
-def wait_text(page: Page, *needles: str) -> str:
-    """The current page's text once every needle shows."""
+def wait_text(page: Page, *needles: str, each: Callable[[], None] | None = None) -> str:
+    """The current page's text once every needle shows; `each` runs before every look (the
+    page renders in steps, so a button to click may appear late)."""
     deadline = time.monotonic() + UI_TIMEOUT
     text = ""
     while time.monotonic() < deadline:
+        if each is not None:
+            each()
         text = page.evaluate("document.body.innerText")
         if all(n in text for n in needles):
             return text
@@ -364,8 +367,8 @@ def test_ui_lineage_has_the_warehouse_and_snapshot_edges(live: Live, browser: Pa
     }
     for asset, parents in expected.items():
         visible_text(browser, f"{url}/assets/{asset}", "Upstream assets", "Downstream assets")
-        show_all(browser)  # the list shows the first few upstream assets, then "Show N more"
-        text = wait_text(browser, *parents)
+        # The list shows the first few upstream assets, then "Show N more": click it.
+        text = wait_text(browser, *parents, each=lambda: show_all(browser))
         upstream = section(text, "Upstream assets", "Downstream assets")
         assert [p for p in parents if p not in upstream] == [], asset
 
