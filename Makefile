@@ -10,20 +10,22 @@ export GX_ANALYTICS_ENABLED := false
 LINTED := evalpipe evalpipe_tests benchmarks fuzz
 FUZZ_SECONDS ?= 600
 
-.PHONY: demo test test-no-compiler dev lint format fuzz bench clean
+.PHONY: demo test test-no-compiler dev instance lint format fuzz bench clean
 
 $(STAMP): pyproject.toml evalpipe/sources/olmes/_instance_scan.c
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# setuptools' build warnings (ext-modules "experimental", editable install) are not the user's
+	PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
-$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
-	mkdir -p $(DAGSTER_HOME)
-	cp dagster.yaml $@
+## instance: write $(DAGSTER_HOME)/dagster.yaml from the settings (SQLite, or Postgres when
+## DAGSTER_PG_URL is set; see evalpipe/defs/instance.py)
+instance: $(STAMP)
+	$(BIN)/python -m evalpipe.defs.instance
 
 ## demo: create .venv, generate sample dumps if absent, ingest them, print the result
-demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+demo: $(STAMP) instance
 	$(BIN)/evalpipe demo
 
 ## test: create .venv if needed, lint, run the whole suite. The C scanner must have been built
@@ -51,9 +53,10 @@ test-no-compiler:
 		.venv/bin/python -m pytest -q -p no:cacheprovider; status=$$?; \
 		if [ $$status -eq 5 ]; then echo "pytest collected no tests" >&2; fi; exit $$status
 
-## dev: the Dagster UI on 127.0.0.1:3000 over the instance that `make demo` and the CLI use
-dev: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+## dev: the Dagster UI on 127.0.0.1:3000 and the daemon (sensors, automation, run queue) over
+## the instance that `make demo` and the CLI use; `dg dev` is Dagster's current command for it
+dev: $(STAMP) instance
+	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(BIN)/dg dev --host 127.0.0.1 --port 3000
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINTED)

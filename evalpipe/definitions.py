@@ -41,11 +41,15 @@ refresh_downstream_job = dg.define_asset_job(
     "and the warehouse (with their checks), and log to W&B when EVALPIPE_WANDB_PROJECT is set.",
 )
 
+AUTOMATION_INTERVAL_SECONDS = 5
+"""How often the automation sensor evaluates: a landed run reaches the boards within about a
+minute (settle time aside), and a tick that finds nothing new costs a few milliseconds."""
+
 automation_sensor = dg.AutomationConditionSensorDefinition(
     "evalpipe_automation",
     target=dg.AssetSelection.groups(*DOWNSTREAM_GROUPS),
     default_status=dg.DefaultSensorStatus.RUNNING,
-    minimum_interval_seconds=30,
+    minimum_interval_seconds=AUTOMATION_INTERVAL_SECONDS,
     description="Materializes downstream assets (leaderboards, report, warehouse) when their "
     "inputs change.",
 )
@@ -65,6 +69,9 @@ def build_definitions(settings: Settings) -> dg.Definitions:
             ),
             "s3": S3Resource(),
         },
+        # Every step of a run in the run's own process: our steps are short and each extra
+        # process re-imports Dagster, GX and pandas (seconds per step).
+        executor=dg.in_process_executor,
     )
     return dg.Definitions.merge(core, *(source.definitions() for source in SOURCE_DEFS))
 

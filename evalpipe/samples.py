@@ -28,7 +28,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--tasks", type=int, default=8)
     parser.add_argument("--instances", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="olmes: other seeds write dumps named <dump>-seed<N>, so their run ids never collide",
+    )
     vmeval = parser.add_argument_group("vmeval (VMEvalKit data roots)")
     vmeval.add_argument("--datasets", type=int, default=2, help="clean data roots to write")
     vmeval.add_argument("--questions", type=int, default=4, help="questions per domain")
@@ -39,7 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.format == "vmeval":
         return _vmeval(parser, args)
     try:
-        run_dirs = generate_dumps(args.out, args.runs, args.tasks, args.instances, args.seed)
+        suffix = f"-seed{args.seed}" if args.seed else ""
+        run_dirs = generate_dumps(
+            args.out, args.runs, args.tasks, args.instances, args.seed, dump_suffix=suffix
+        )
     except ValueError as exc:
         parser.error(str(exc))
     files = sum(1 for d in run_dirs for p in d.iterdir() if p.is_file())

@@ -86,6 +86,26 @@ def test_a_malformed_run_fails_alone_and_is_named(env: Settings, capsys) -> None
     assert len(runs) == 3 and run_id not in {r["run_id"] for r in runs}
 
 
+def test_ingest_speaks_json_and_csv_with_the_failures_named(env: Settings, capsys) -> None:
+    bad = find_run_dirs(env.dumps)[2]
+    with (bad / "metrics-all.jsonl").open("ab") as handle:
+        handle.write(b'{"task_name": "x", "metrics": {oops}}\n')
+    run_id = bad.relative_to(env.dumps).as_posix()
+
+    assert main(["ingest", "--format", "json"]) == 1
+    captured = capsys.readouterr()
+    answer = json.loads(captured.out)  # stdout is only the answer; progress went to stderr
+    assert (answer["scanned"], answer["ingested"], answer["failed"]) == (4, 3, 1)
+    assert len(answer["runs"]) == 3 and run_id not in {r["run_id"] for r in answer["runs"]}
+    assert answer["failed_runs"][0]["run_id"] == run_id
+    assert "malformed JSON" in answer["failed_runs"][0]["errors"][0]
+    assert "ingesting run directories" in captured.err
+
+    assert main(["ingest", "--format", "csv"]) == 1  # the bad run is retried, and fails again
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert len(rows) == 3 and {"run_id", "status", "aggregate_scores"} <= set(rows[0])
+
+
 def test_sql_speaks_table_csv_and_json(env: Settings, capsys) -> None:
     assert main(["ingest"]) == 0
     capsys.readouterr()

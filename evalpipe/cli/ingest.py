@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
 
 from evalpipe.core.config import Settings, load_settings
-from evalpipe.core.output import render
+from evalpipe.core.output import FORMATS, render
 from evalpipe.storage.warehouse import query
 
 DEMO_SHAPE = {"runs": 5, "tasks": 16, "instances": 40, "seed": 7}
@@ -38,6 +39,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lmeval", type=Path, help="lm-eval results root (default: $EVALPIPE_LMEVAL)")
     p.add_argument("--force", action="store_true", help="re-ingest even unchanged run directories")
     p.add_argument("--verbose", action="store_true", help="show Dagster's own event log")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table: the summary for people; markdown/csv: the per-run rows; json: one object "
+        "with the counts, the runs, the failed checks and the failed run directories",
+    )
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("demo", help="generate sample dumps if absent, ingest them, print a summary")
@@ -63,7 +71,51 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.format != "table":
+        return ingest_and_emit(settings, args.format, force=args.force, verbose=args.verbose)
     return ingest_and_report(settings, force=args.force, verbose=args.verbose)
+
+
+def ingest_and_emit(settings: Settings, fmt: str, *, force: bool, verbose: bool) -> int:
+    """`ingest --format markdown|csv|json`: the same ingest, its answer in that format on
+    stdout (progress and problems on stderr); non-zero on any failure, as the summary."""
+    from evalpipe.definitions import build_definitions
+    from evalpipe.defs.runner import get_instance, ingest
+
+    print(f"ingesting run directories under {settings.dumps}", file=sys.stderr)
+    report = ingest(
+        build_definitions(settings),
+        settings,
+        get_instance(settings),
+        force=force,
+        progress=lambda line: print(line, file=sys.stderr, flush=True),
+        log_level="DEBUG" if verbose else "CRITICAL",
+    )
+    runs = query(settings.warehouse, RUN_SUMMARY_SQL) if settings.warehouse.exists() else ([], [])
+    ok_ids = [o.run_id for o in report.outcomes if o.ok]
+    checks = (
+        query(settings.warehouse, FAILED_CHECKS_SQL, [ok_ids])
+        if ok_ids and settings.warehouse.exists()
+        else (["run_id"], [])
+    )
+    blocking = "blocking" in checks[0] and any(r[checks[0].index("blocking")] for r in checks[1])
+    if fmt == "json":
+        answer = {
+            "scanned": report.scanned,
+            "ingested": len(report.outcomes) - len(report.failed),
+            "unchanged": report.skipped_unchanged,
+            "failed": len(report.failed),
+            "dagster_runs": report.batches,
+            "runs": json.loads(render(*runs, "json")) if runs[0] else [],
+            "failed_checks": json.loads(render(*checks, "json")),
+            "failed_runs": [{"run_id": o.run_id, "errors": o.errors} for o in report.failed],
+        }
+        print(json.dumps(answer, ensure_ascii=False, indent=2))
+    else:
+        print(render(*runs, fmt))
+        for outcome in report.failed:
+            print(f"failed: {outcome.run_id}: {'; '.join(outcome.errors)}", file=sys.stderr)
+    return 1 if report.failed or blocking else 0
 
 
 def ingest_and_report(settings: Settings, *, force: bool, verbose: bool = False) -> int:

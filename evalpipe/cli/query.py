@@ -32,6 +32,13 @@ RUNS_SQL = r"""
 SELECT run_id, model, revision, status, n_tasks, n_aggregates, ingested_at, archived_to FROM runs
 WHERE ?::VARCHAR IS NULL OR model ILIKE ? ESCAPE '\' ORDER BY run_id
 """
+RUNS_STANDING_SQL = r"""
+SELECT r.run_id, r.model, r.revision, r.status, b.standing, b.superseded_by, b.reason,
+       r.n_tasks, r.n_aggregates, r.ingested_at, r.archived_to
+FROM runs AS r LEFT JOIN leaderboard_runs AS b USING (run_id)
+WHERE ?::VARCHAR IS NULL OR r.model ILIKE ? ESCAPE '\' ORDER BY r.run_id
+"""
+HAS_VIEW_SQL = "SELECT count(*) FROM duckdb_views() WHERE view_name = ?"
 RUN_SQL = "SELECT * FROM runs WHERE run_id = ?"
 SCORES_SQL = """
 SELECT task_name, is_aggregate, primary_metric, primary_score, num_instances, evaluated_at
@@ -84,7 +91,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = _command(sub, "sql", cmd_sql, "run a read-only SQL query on the warehouse")
     p.add_argument("query")
 
-    p = _command(sub, "runs", cmd_runs, "list ingested runs with their status")
+    p = _command(
+        sub, "runs", cmd_runs, "list ingested runs: status, leaderboard standing, superseded by"
+    )
     p.add_argument("--model", metavar="PATTERN", help="model name glob (`*`, `?`) or substring")
 
     p = _command(sub, "show", cmd_show, "one run: status, scores and failed checks")
@@ -150,8 +159,13 @@ def cmd_sql(args: argparse.Namespace) -> int:
 
 
 def cmd_runs(args: argparse.Namespace) -> int:
+    """Each run with where it stands on the leaderboards (`leaderboard_runs`): ranked, superseded
+    by a newer run of the same model (the newest evaluated_at wins), or left out and why."""
+    path = load_settings().warehouse
     like = None if args.model is None else comparison.glob_to_like(args.model)
-    print(render(*query(load_settings().warehouse, RUNS_SQL, [like, like]), args.format))
+    has_standings = query(path, HAS_VIEW_SQL, ["leaderboard_runs"])[1][0][0]
+    sql = RUNS_STANDING_SQL if has_standings else RUNS_SQL
+    print(render(*query(path, sql, [like, like]), args.format))
     return 0
 
 
@@ -187,6 +201,12 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
         result = query(path, BOARD_SQL["benchmark"], [args.benchmark, *top])
     elif args.task is not None:
         result = query(path, BOARD_SQL["task"], [comparison.glob_to_like(args.task), *top])
+        if not result[1]:
+            known = [
+                r[0] for r in query(path, "SELECT DISTINCT task_name FROM leaderboard_tasks")[1]
+            ]
+            hint = "see `evalpipe leaderboard --task '*'` for every task"
+            raise ValueError(comparison.unknown_name_message("task", args.task, known, hint))
     else:
         result = query(path, BOARD_SQL["overall"], top)
     print(render(*result, args.format))
@@ -324,6 +344,9 @@ def _emit_sections(sections: list[Section], fmt: str, csv_section: str) -> None:
     heading = "## {}" if fmt == "markdown" else "{}:"
     blocks = []
     for s in sections:
+        if not s.rows and not s.record:  # say so, rather than print an empty table
+            blocks.append(heading.format(s.title) + ("\n\nnone" if fmt == "markdown" else " none"))
+            continue
         columns, rows = _transposed(s.columns, s.rows) if s.record else (s.columns, s.rows)
         blocks.append(heading.format(s.title) + "\n" + render(columns, rows, fmt))
     print("\n\n".join(blocks))

@@ -15,10 +15,10 @@ from pathlib import Path
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from evalpipe.cli.progress import StderrProgress
 from evalpipe.core.config import Settings, load_settings
 from evalpipe.core.output import render
 from evalpipe.snapshots.manifests import (
-    ProgressEvent,
     SnapshotError,
     VerifyReport,
     diff_snapshots,
@@ -34,15 +34,12 @@ _EXPECTED_ERRORS = (SnapshotError, BotoCoreError, ClientError, OSError, ValueErr
 Command = Callable[[argparse.Namespace], int]
 
 
-def _print_progress(event: ProgressEvent) -> None:
-    print(f"  {event}", file=sys.stderr, flush=True)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("snapshot", help="snapshot dumps, lake and reconstructed artifacts")
     p.add_argument("--target", help="file:///path or s3://bucket/prefix (default: configured)")
     p.add_argument("--note", default="", help="change note stored in the manifest")
     p.add_argument("--dry-run", action="store_true", help="hash and report, store nothing")
+    p.add_argument("--format", choices=FORMATS, default="table")
     p.set_defaults(func=_guarded(cmd_snapshot))
 
     p = sub.add_parser("snapshots", help="list, verify, restore and compare snapshots")
@@ -58,6 +55,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     a = actions.add_parser("restore", help="restore a snapshot into an empty directory")
     a.add_argument("snapshot_id")
     a.add_argument("--to", type=Path, required=True, dest="dest")
+    a.add_argument("--format", choices=FORMATS, default="table")
     a.set_defaults(func=_guarded(cmd_restore))
     a = actions.add_parser("diff", help="files added, removed and changed between two snapshots")
     a.add_argument("a")
@@ -109,11 +107,20 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     settings = load_settings()
     if args.dry_run:
         target, client = _target_and_client(args)
-        return dry_run_and_report(settings, target, client, note=args.note)
-    return snapshot_and_report(settings, args.target, note=args.note)
+        return dry_run_and_report(settings, target, client, note=args.note, fmt=args.format)
+    return snapshot_and_report(settings, args.target, note=args.note, fmt=args.format)
 
 
-def dry_run_and_report(settings: Settings, target: str, client: object, *, note: str) -> int:
+def _emit(fields: dict, fmt: str) -> None:
+    """A one-record answer in a machine format (`--format markdown|csv|json`)."""
+    from evalpipe.cli.query import _emit_record
+
+    _emit_record(list(fields), tuple(fields.values()), fmt)
+
+
+def dry_run_and_report(
+    settings: Settings, target: str, client: object, *, note: str, fmt: str = "table"
+) -> int:
     """Hash everything and say what a snapshot would upload; store nothing, record nothing."""
     from evalpipe.defs.snapshots.assets import run_snapshot
 
@@ -121,15 +128,32 @@ def dry_run_and_report(settings: Settings, target: str, client: object, *, note:
         settings, target=target, client=client, note=note, dry_run=True, progress=None
     )
     _print_skipped(result.skipped)
+    if fmt != "table":
+        _emit(
+            {
+                "target": redact_credentials(target),
+                "files": result.files,
+                "bytes_total": result.bytes_total,
+                "files_to_upload": result.files_uploaded,
+                "bytes_to_upload": result.bytes_uploaded,
+                "bytes_reused": result.bytes_reused,
+                "stored": False,
+            },
+            fmt,
+        )
+        return 0
     print(
-        f"dry run for {result.uri}: {result.files} files, {result.bytes_total / 1e6:.1f} MB; "
-        f"would upload {result.files_uploaded} files ({result.bytes_uploaded / 1e6:.1f} MB), "
-        f"reuse {result.bytes_reused / 1e6:.1f} MB; nothing was stored"
+        f"dry run against {redact_credentials(target)}: {result.files} files, "
+        f"{result.bytes_total / 1e6:.1f} MB; would upload {result.files_uploaded} files "
+        f"({result.bytes_uploaded / 1e6:.1f} MB), reuse {result.bytes_reused / 1e6:.1f} MB; "
+        "nothing was stored and no manifest written"
     )
     return 0
 
 
-def snapshot_and_report(settings: Settings, target: str | None, *, note: str) -> int:
+def snapshot_and_report(
+    settings: Settings, target: str | None, *, note: str, fmt: str = "table"
+) -> int:
     """Materialize the `snapshot` asset (the same job the daily schedule runs, on the same
     instance, so the UI shows it) and print a summary."""
     from evalpipe.definitions import build_definitions
@@ -147,6 +171,11 @@ def snapshot_and_report(settings: Settings, target: str | None, *, note: str) ->
     materialization = result.asset_materializations_for_node(SNAPSHOT_ASSET)[0]
     meta = {k: v.value for k, v in materialization.metadata.items()}
     _print_skipped(meta["skipped"])
+    if fmt != "table":
+        fields = ["snapshot_id", "uri", "files", "bytes_total", "files_uploaded"]
+        fields += ["bytes_uploaded", "bytes_reused", "duration_s"]
+        _emit({**{k: meta[k] for k in fields}, "dagster_run_id": result.run_id}, fmt)
+        return 0
     print(
         f"snapshot {meta['snapshot_id']} at {meta['uri']}: {meta['files']} files, "
         f"{meta['bytes_total'] / 1e6:.1f} MB; uploaded {meta['files_uploaded']} files "
@@ -167,7 +196,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_verify(args: argparse.Namespace) -> int:
     target, client = _target_and_client(args)
-    report = verify_snapshot(target, args.snapshot_id, client=client, progress=_print_progress)
+    with StderrProgress() as progress:
+        report = verify_snapshot(target, args.snapshot_id, client=client, progress=progress)
     rows = _verify_problems(report)
     if args.format == "json":
         print(json.dumps(report.to_dict(), indent=2))
@@ -206,9 +236,14 @@ def _verify_problems(report: VerifyReport) -> list[list[str]]:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     target, client = _target_and_client(args)
-    result = restore_snapshot(
-        target, args.snapshot_id, args.dest, client=client, progress=_print_progress
-    )
+    with StderrProgress() as progress:
+        result = restore_snapshot(
+            target, args.snapshot_id, args.dest, client=client, progress=progress
+        )
+    if args.format != "table":
+        fields = {"snapshot_id": result.snapshot_id, "dest": str(result.dest)}
+        _emit({**fields, "files": result.files, "bytes": result.bytes}, args.format)
+        return 0
     print(
         f"restored snapshot {result.snapshot_id} to {result.dest}: {result.files} files, "
         f"{result.bytes / 1e6:.1f} MB (rebuild the warehouse with EVALPIPE_HOME pointed there "

@@ -16,6 +16,7 @@ DEFAULT_HOME = "data"
 DEFAULT_SETTLE_SECONDS = 30.0
 SCANNERS = ("auto", "c", "python")
 DEFAULT_SCANNER = "auto"
+PG_SCHEME = "postgresql+psycopg2://"
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,12 @@ class Settings:
     """`EVALPIPE_WANDB_PROJECT`: the W&B project healthy runs are logged to (none: no logging)."""
     wandb_entity: str | None = None
     """`EVALPIPE_WANDB_ENTITY`: the W&B team or user (default: the API key's own)."""
+    board_tasks: tuple[str, ...] = ()
+    """`EVALPIPE_BOARD_TASKS`: the overall leaderboard's declared task set, comma-separated
+    task or suite names (a suite stands for its members); empty = every task on the board."""
+    dagster_pg_url: str | None = None
+    """`DAGSTER_PG_URL`: when set, the Dagster instance stores runs, event logs and schedules
+    in this Postgres database (`evalpipe.defs.instance`); unset, in SQLite under DAGSTER_HOME."""
 
     @property
     def lake(self) -> Path:
@@ -80,6 +87,13 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     suites = env.get("EVALPIPE_SUITES_FILE")
     datasets = Path(env.get("EVALPIPE_DATASETS") or home / "datasets").expanduser().resolve()
     lmeval = env.get("EVALPIPE_LMEVAL")
+    pg_url = env.get("DAGSTER_PG_URL") or None
+    if pg_url and not pg_url.startswith(PG_SCHEME):
+        raise ValueError(
+            f"DAGSTER_PG_URL must start with {PG_SCHEME} (dagster-postgres talks to Postgres "
+            "through psycopg2, and SQLAlchemy would pick another driver for a bare "
+            f"postgresql://), got {pg_url.split('://')[0]}://..."
+        )
     return Settings(
         home=home,
         dumps=dumps,
@@ -91,6 +105,10 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lmeval_root=Path(lmeval).expanduser().resolve() if lmeval else None,
         wandb_project=env.get("EVALPIPE_WANDB_PROJECT") or None,
         wandb_entity=env.get("EVALPIPE_WANDB_ENTITY") or None,
+        dagster_pg_url=pg_url,
+        board_tasks=tuple(
+            t.strip() for t in (env.get("EVALPIPE_BOARD_TASKS") or "").split(",") if t.strip()
+        ),
     )
 
 

@@ -97,7 +97,7 @@ def stat_files(
             for entry in sorted(entries, key=lambda e: e.name):
                 if keep is not None and not keep(entry.name):
                     continue
-                problem = _refusal(Path(entry.path), entry, root)
+                problem = _refusal(entry, root)
                 if problem:
                     problems.append(problem)
                 elif entry.is_file():
@@ -108,8 +108,11 @@ def stat_files(
     return tuple(files), tuple(problems)
 
 
-def _refusal(path: Path, entry: os.DirEntry, root: Path) -> str | None:
+def _refusal(entry: os.DirEntry, root: Path) -> str | None:
+    """Why `entry` must not be read, or None. Only a symlink needs a Path (the sensor stats
+    every file of every run each tick, so the common case stays on the DirEntry)."""
     if entry.is_symlink():
+        path = Path(entry.path)
         target = path.resolve()
         if not target.is_relative_to(root.resolve()):
             return f"{path.name} is a symlink to {target}, outside {root}; refused (copy it in)"
@@ -120,4 +123,4 @@ def _refusal(path: Path, entry: os.DirEntry, root: Path) -> str | None:
         return None
     if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
         return None
-    return f"{path.name} is not a regular file (a FIFO, socket or device); refused unread"
+    return f"{entry.name} is not a regular file (a FIFO, socket or device); refused unread"

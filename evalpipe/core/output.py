@@ -62,7 +62,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
             "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in row) + " |"
             for row in cells
         ]
-        return "\n".join(lines)
+        return "\n".join(lines) + ("" if rows else f"\n\n{NO_ROWS}")
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(columns)]
@@ -71,7 +71,7 @@ def render(columns: Sequence[str], rows: Sequence[Sequence[Any]], fmt: str = "ta
     lines += [
         "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
     ]
-    return "\n".join(lines)
+    return "\n".join(lines if rows else [*lines, "(no rows)"])
 
 
 def frame_markdown(frame: pd.DataFrame, limit: int = 5, max_chars: int | None = 80) -> str:

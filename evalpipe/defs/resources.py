@@ -20,6 +20,7 @@ class EvalpipeHome(dg.ConfigurableResource):
     lmeval: str = ""
     wandb_project: str = ""
     wandb_entity: str = ""
+    board_tasks: str = ""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> "EvalpipeHome":
@@ -33,6 +34,7 @@ class EvalpipeHome(dg.ConfigurableResource):
             lmeval=str(settings.lmeval),
             wandb_project=settings.wandb_project or "",
             wandb_entity=settings.wandb_entity or "",
+            board_tasks=",".join(settings.board_tasks),
         )
 
     def settings(self) -> Settings:
@@ -48,6 +50,7 @@ class EvalpipeHome(dg.ConfigurableResource):
                 "EVALPIPE_LMEVAL": self.lmeval,
                 "EVALPIPE_WANDB_PROJECT": self.wandb_project,
                 "EVALPIPE_WANDB_ENTITY": self.wandb_entity,
+                "EVALPIPE_BOARD_TASKS": self.board_tasks,
             }
         )
 

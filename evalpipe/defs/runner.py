@@ -9,31 +9,25 @@ per-run overhead is paid once), then the downstream refresh job, recording every
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 
 from evalpipe.core.config import Settings
 from evalpipe.definitions import REFRESH_JOB
 from evalpipe.defs.ingest_state import FAILED, Attempt, last_attempts, pending_scans
+from evalpipe.defs.instance import write_instance_config
 from evalpipe.defs.registry import SOURCE_DEFS
 from evalpipe.defs.sources import SourceDefs, contiguous_ranges, range_tags
 from evalpipe.results.status import QUARANTINED
 
-INSTANCE_TEMPLATE = Path(__file__).resolve().parents[2] / "dagster.yaml"
-
 
 def get_instance(settings: Settings) -> dg.DagsterInstance:
-    """The persistent instance under `settings.dagster_home`, set up from the repository's
-    `dagster.yaml` on first use."""
-    settings.dagster_home.mkdir(parents=True, exist_ok=True)
-    config = settings.dagster_home / "dagster.yaml"
-    if not config.exists() and INSTANCE_TEMPLATE.exists():
-        shutil.copyfile(INSTANCE_TEMPLATE, config)
+    """The persistent instance under `settings.dagster_home`, its `dagster.yaml` written from
+    the settings (SQLite, or Postgres when DAGSTER_PG_URL is set)."""
+    write_instance_config(settings)
     os.environ["DAGSTER_HOME"] = str(settings.dagster_home)
     return dg.DagsterInstance.get()
 

@@ -39,6 +39,9 @@ FILE_PROGRESS = logging.getLogger("evalpipe.ingest")
 """Per-file progress inside a run goes to Python logging, not the Dagster event log: each Dagster
 log line is a stored event (milliseconds each on SQLite), and a run has hundreds of files."""
 BATCH_TAG = "evalpipe/batch"
+SENSOR_INTERVAL_SECONDS = 5
+"""How often the sensor scans the root: a settled run starts ingesting within this; a scan of
+10,000 unchanged run directories is measured in benchmarks/sensor_tick.py."""
 MAX_BATCH = 1000
 """Runs per Dagster run at most: a batch's progress stays readable and a failure re-runs less."""
 
@@ -211,7 +214,6 @@ def build_source_defs(
     job = dg.define_asset_job(
         f"{source.name}_ingest",
         selection=dg.AssetSelection.groups(group),
-        partitions_def=partitions,
         description=f"Ingest {source.name} runs (a partition range is one batch): each run's "
         "tables, checks and status, committed together.",
     )
@@ -219,7 +221,7 @@ def build_source_defs(
     @dg.sensor(
         name=f"{source.name}_sensor",
         job=job,
-        minimum_interval_seconds=30,
+        minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=f"Watches the {source.name} root; ingests a run once it is complete and no "
         "file has changed for EVALPIPE_SETTLE_SECONDS, and again whenever its files change. "
@@ -241,7 +243,8 @@ def build_source_defs(
         if not pending:
             return dg.SensorResult(skip_reason=_waiting(scans, settled, now), cursor=cursor)
         known = context.instance.get_dynamic_partitions(partitions.name)
-        new_keys = [s.run_id for s in pending if s.run_id not in set(known)]
+        known_ids = set(known)
+        new_keys = [s.run_id for s in pending if s.run_id not in known_ids]
         order = [*known, *new_keys]
         requests = [
             dg.RunRequest(
@@ -297,7 +300,8 @@ def _batch_key(ingest_keys: Iterable[str]) -> str:
 
 def _waiting(scans: Sequence[RunScan], settled: Sequence[RunScan], now: float) -> str:
     """Why a tick requested nothing, in words a person watching the sensor wants."""
-    settling = [s for s in scans if s.inventory.complete and s not in settled]
+    settled_ids = {s.run_id for s in settled}  # a set: roots hold thousands of runs
+    settling = [s for s in scans if s.inventory.complete and s.run_id not in settled_ids]
     if settling:
         newest = max(s.inventory.newest_mtime for s in settling)
         return (

@@ -25,7 +25,14 @@ import numpy as np
 import pandas as pd
 
 from evalpipe.core.atomic import atomic_path
-from evalpipe.results.leaderboard import ENTRY, OVERALL_COLUMNS, TASK_COLUMNS
+from evalpipe.results.leaderboard import (
+    BENCHMARK_COLUMNS,
+    ENTRY,
+    OVERALL_COLUMNS,
+    RUNS_COLUMNS,
+    STANDINGS,
+    TASK_COLUMNS,
+)
 
 CHART_MAX_BARS = 40
 _MISSING = "—"
@@ -130,29 +137,34 @@ def render_report(
     tasks: pd.DataFrame,
     *,
     generated_at: datetime,
+    runs: pd.DataFrame | None = None,
     title: str = "evalpipe leaderboard",
     notes: Sequence[str] = (),
     sections: Sequence[str] = (),
 ) -> str:
-    """The whole report as one HTML string, from the three leaderboard tables.
+    """The whole report as one HTML string, from the leaderboard tables.
 
-    ``overall`` has `OVERALL_COLUMNS`, ``benchmarks`` and ``tasks`` have `TASK_COLUMNS` (the
-    ``.table`` of `leaderboard_benchmarks` / `leaderboard_tasks`). ``notes`` are shown under
-    the counts, e.g. how many re-runs were superseded or runs quarantined. ``sections`` are
-    other sources' sections (complete, escaped HTML), appended to the page.
+    ``overall`` has `OVERALL_COLUMNS`, ``benchmarks`` `BENCHMARK_COLUMNS` and ``tasks``
+    `TASK_COLUMNS` (the ``.table`` of `leaderboard_benchmarks` / `leaderboard_tasks`).
+    ``runs`` (`RUNS_COLUMNS`, the `leaderboard_runs` table) gives the run counts of the header
+    and the Runs section: which runs are ranked, superseded and by what, or left out and why.
+    ``notes`` are shown under the counts. ``sections`` are other sources' sections
+    (complete, escaped HTML), appended to the page.
     """
+    runs = pd.DataFrame(columns=RUNS_COLUMNS) if runs is None else runs
     task_ids = _anchors("task", ((t, t) for t in tasks["task_name"].unique()))
     model_ids = _anchors("model", _entries(overall, benchmarks, tasks))
     links = _Links(task_ids, model_ids)
     body = "\n".join(
         [
-            _header(title, generated_at, notes, overall, benchmarks, tasks),
+            _header(title, generated_at, notes, overall, benchmarks, tasks, runs),
             _nav(),
             "<main>",
             _overall_section(overall, links),
             _benchmarks_section(benchmarks, links),
             _tasks_section(tasks, links),
             _models_section(overall, benchmarks, tasks, links),
+            _runs_section(runs),
             *sections,
             "</main>",
         ]
@@ -218,18 +230,24 @@ def _header(
     overall: pd.DataFrame,
     benchmarks: pd.DataFrame,
     tasks: pd.DataFrame,
+    runs: pd.DataFrame,
 ) -> str:
-    """Title, when it was built, how much it covers, and the caveats a reader should know."""
-    both = pd.concat([benchmarks[["run_id", *ENTRY]], tasks[["run_id", *ENTRY]]])
-    counts = {
-        "runs": both["run_id"].nunique(),
-        "models": len(_entries(overall, benchmarks, tasks)),
-        "tasks": tasks["task_name"].nunique(),
-        "benchmarks": benchmarks["task_name"].nunique(),
-    }
+    """Title, when it was built, how much it covers, and the caveats a reader should know.
+
+    Every run count comes from the one runs table, so the parts add up to the whole."""
+    standing = runs["standing"].value_counts()
+    incomplete = int((~overall["complete"].astype(bool)).sum()) if "complete" in overall else 0
+    counts = [
+        ("runs", len(runs), "run", "runs"),
+        *((s.replace(" ", "-"), int(standing[s]), s, s) for s in STANDINGS if s in standing),
+        ("models", len(_entries(overall, benchmarks, tasks)), "model", "models"),
+        *([("incomplete", incomplete, "incomplete model", "incomplete models")] * (incomplete > 0)),
+        ("tasks", tasks["task_name"].nunique(), "task", "tasks"),
+        ("benchmarks", benchmarks["task_name"].nunique(), "benchmark", "benchmarks"),
+    ]
     items = "".join(
-        f'<li><b id="count-{k}">{n}</b> {k.removesuffix("s") if n == 1 else k}</li>'
-        for k, n in counts.items()
+        f'<li><b id="count-{key}">{n}</b> {one if n == 1 else many}</li>'
+        for key, n, one, many in counts
     )
     note_items = "".join(f"<li>{escape(str(note))}</li>" for note in notes)
     stamp = generated_at.isoformat(sep=" ", timespec="seconds")
@@ -250,6 +268,7 @@ def _nav() -> str:
         "benchmarks": "Benchmarks",
         "tasks": "Tasks",
         "models": "Models",
+        "runs": "Runs",
     }
     items = "".join(f'<li><a href="#{k}">{v}</a></li>' for k, v in targets.items())
     return f'<nav aria-label="Sections"><ul>{items}</ul></nav>'
@@ -260,14 +279,34 @@ def _overall_section(overall: pd.DataFrame, links: _Links) -> str:
     return _section(
         "overall",
         "Overall",
-        "Ranked by mean win rate, then mean score over the tasks every model has.",
+        "Over the declared task set: models with a score on every task of it (complete) "
+        "first, then incomplete ones; each ranked by mean win rate against the complete "
+        "models, then mean score over its own tasks of the set.",
         table,
     )
 
 
 def _benchmarks_section(benchmarks: pd.DataFrame, links: _Links) -> str:
-    table = _table(benchmarks, TASK_COLUMNS, {"model": links.model}, sorted_by="task_name")
-    return _section("benchmarks", "Benchmarks", "Aggregate scores, one row per model.", table)
+    columns = [c for c in BENCHMARK_COLUMNS if c in benchmarks]
+    table = _table(benchmarks, columns, {"model": links.model}, sorted_by="task_name")
+    return _section(
+        "benchmarks",
+        "Benchmarks",
+        "Aggregate scores, one row per model. An aggregate missing members of its suite "
+        "(complete false) ranks after every complete one.",
+        table,
+    )
+
+
+def _runs_section(runs: pd.DataFrame) -> str:
+    table = _table(runs, RUNS_COLUMNS, {}, sorted_by="run_id")
+    return _section(
+        "runs",
+        "Runs",
+        "Where each run stands. For a model and task, the result with the newest evaluated_at "
+        "wins (then the greatest run_id); the older one is superseded by it.",
+        table,
+    )
 
 
 def _tasks_section(tasks: pd.DataFrame, links: _Links) -> str:
@@ -344,7 +383,8 @@ def _standing(row: Row | None) -> str:
         return "Not on the overall board (no task scores)."
     return escape(
         f"Overall rank {_text(row['rank'])}, mean score {_text(row['mean_score'])}, "
-        f"mean win rate {_text(row['mean_win_rate'])}."
+        f"mean win rate {_text(row['mean_win_rate'])}"
+        + ("." if row.get("complete", True) else ", incomplete (missing declared tasks).")
     )
 
 

@@ -152,10 +152,15 @@ def test_runs_lists_every_run_and_filters_by_model(home, capsys) -> None:
     expected = warehouse_rows(home, "SELECT run_id, model, status, n_tasks FROM runs ORDER BY 1")
     assert [{k: r[k] for k in expected[0]} for r in runs] == expected
     assert list(runs[0]) == [
-        "run_id", "model", "revision", "status", "n_tasks", "n_aggregates", "ingested_at",
-        "archived_to",
+        "run_id", "model", "revision", "status", "standing", "superseded_by", "reason",
+        "n_tasks", "n_aggregates", "ingested_at", "archived_to",
     ]  # fmt: skip
     assert {r["archived_to"] for r in runs} == {None}, "nothing archived yet"
+    by_id = {r["run_id"]: r for r in runs}
+    # LLAMA_NEW re-ran LLAMA_OLD's model later: the newest evaluated_at wins every task.
+    assert by_id[LLAMA_OLD]["superseded_by"] == LLAMA_NEW
+    assert by_id[LLAMA_OLD]["standing"] in ("superseded", "partly superseded")
+    assert by_id[LLAMA_NEW]["standing"] == "ranked"
     assert {r["run_id"] for r in as_csv(capsys, "runs", "--model", "llama")} == {
         LLAMA_OLD,
         LLAMA_NEW,
@@ -182,7 +187,9 @@ def test_show_has_the_run_its_scores_and_failed_checks(home, capsys) -> None:
     )
     assert sorted(c["check"] for c in shown["failed_checks"]) == sorted(c["check"] for c in failed)
     text = run(capsys, "show", OLMO)
-    assert text.startswith("run:\n") and "\n\nscores:\n" in text and "\n\nfailed checks:\n" in text
+    assert text.startswith("run:\n") and "\n\nscores:\n" in text
+    # An empty section says so instead of printing a header over no rows.
+    assert ("\n\nfailed checks:\n" if failed else "\n\nfailed checks: none") in text
     assert {r["task_name"] for r in as_csv(capsys, "show", OLMO)} == {
         s["task_name"] for s in scores
     }
@@ -235,6 +242,18 @@ def test_leaderboard_overall_benchmark_and_task_boards(home, capsys) -> None:
     assert {r["task_name"] for r in as_json(capsys, "leaderboard", "--task", "boolq")} == {BOOLQ}
     with pytest.raises(SystemExit):
         main(["leaderboard", "--task", "x", "--benchmark", "y"])
+    err = fails(capsys, "leaderboard", "--task", "boolq:rc::olmes:fulll")
+    assert "no task 'boolq:rc::olmes:fulll'" in err and BOOLQ in err
+
+
+def test_an_empty_answer_says_so(home, capsys) -> None:
+    assert run(capsys, "runs", "--model", "nosuch*").rstrip().endswith("(no rows)")
+    assert (
+        run(capsys, "runs", "--model", "nosuch*", "--format", "markdown")
+        .rstrip()
+        .endswith("_no rows_")
+    )
+    assert as_json(capsys, "runs", "--model", "nosuch*") == []
 
 
 def test_compare_shows_config_differences_scores_deltas_and_winner(home, capsys) -> None:

@@ -44,7 +44,17 @@ def test_ingest_refreshes_the_boards_with_previews_and_the_report(settings: Sett
         html = page.read_text(encoding="utf-8")
         assert 'id="overall"' in html and 'id="tasks"' in html
         assert "http://" not in html and "https://" not in html
-        assert "4 runs ranked" in html
+        standings = lake.read_derived("leaderboard_runs").to_pandas().set_index("run_id")
+        assert sorted(standings.index) == sorted(runs["run_id"])
+        rerun = standings.loc[standings["rows_superseded"] > 0]
+        assert len(rerun) == 1 and rerun["superseded_by"].notna().all()
+        assert rerun["superseded_by"].iloc[0] in set(runs["run_id"])
+        # The header's counts come from the same table: 4 runs, and the parts add up to it.
+        assert '<b id="count-runs">4</b> runs' in html
+        parts = standings["standing"].value_counts()
+        for standing, n in parts.items():
+            assert f'<b id="count-{standing.replace(" ", "-")}">{n}</b>' in html
+        assert parts.sum() == 4
 
 
 def test_warehouse_exposes_boards_and_run_status(settings: Settings) -> None:

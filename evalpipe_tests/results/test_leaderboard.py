@@ -9,12 +9,18 @@ import pandas as pd
 import pytest
 
 from evalpipe.results.leaderboard import (
+    BENCHMARK_COLUMNS,
     OVERALL_COLUMNS,
+    RUNS_COLUMNS,
+    STANDINGS,
     TASK_COLUMNS,
+    build_leaderboards,
+    declared_tasks,
     leaderboard_benchmarks,
     leaderboard_overall,
     leaderboard_tasks,
 )
+from evalpipe.results.suites import Suite
 
 DAY1 = pd.Timestamp("2025-01-01", tz="UTC")
 DAY2 = pd.Timestamp("2025-01-02", tz="UTC")
@@ -149,20 +155,121 @@ def test_overall_hand_computed(tiny) -> None:
     overall = leaderboard_overall(table, choices)
 
     assert overall.columns.tolist() == OVERALL_COLUMNS
-    assert overall["model"].tolist() == ["m3", "m2", "m1"]
+    # The declared set defaults to every task on the board: t1-t3. m3 never ran t3, so it is
+    # incomplete and ranks after m2 and m1 whatever its scores.
+    assert overall["model"].tolist() == ["m2", "m1", "m3"]
     assert overall["rank"].tolist() == [1, 2, 3]
-    assert overall["tasks_covered"].tolist() == [2, 3, 3]
-    # Common tasks are t1 and t2 (m3 lacks t3).
-    np.testing.assert_allclose(overall["mean_score"], [0.7, 0.6, 0.55])
-    # Win rates: t1 m3 1, m1 1/2, m2 0; t2 m2 & m3 (1 + 1/2) / 2, m1 0; t3 m2 1, m1 0.
-    np.testing.assert_allclose(overall["mean_win_rate"], [1.75 / 2, 1.75 / 3, 0.5 / 3])
-    # t1 has 4 choices (chance 0.25), t2 none (generative, chance 0).
+    assert overall["complete"].tolist() == [True, True, False]
+    assert overall["tasks_covered"].tolist() == [3, 3, 2]
+    assert overall["tasks_declared"].tolist() == [3, 3, 3]
+    # Each entry's mean is over its own tasks of the set.
+    np.testing.assert_allclose(overall["mean_score"], [0.7, 1.4 / 3, 0.7])
+    # Win rates against the complete entries (m1, m2) only: t1 m1 beats m2; t2 and t3 m2
+    # beats m1. m3: t1 beats both (1), t2 beats m1 and ties m2 (3/4).
+    np.testing.assert_allclose(overall["mean_win_rate"], [2 / 3, 1 / 3, 0.875])
+    # t1 has 4 choices (chance 0.25), t2 none (generative, chance 0), t3 2 (chance 0.5).
     expected_norm = [
+        ((0.6 - 0.25) / 0.75 + 0.6 + (0.9 - 0.5) / 0.5) / 3,
+        ((0.7 - 0.25) / 0.75 + 0.4 + (0.3 - 0.5) / 0.5) / 3,
         ((0.8 - 0.25) / 0.75 + 0.6) / 2,
-        ((0.6 - 0.25) / 0.75 + 0.6) / 2,
-        ((0.7 - 0.25) / 0.75 + 0.4) / 2,
     ]
     np.testing.assert_allclose(overall["normalized_mean"], expected_norm)
+
+
+def test_adding_a_partial_model_leaves_every_other_row_unchanged() -> None:
+    rng = np.random.default_rng(7)
+    tasks = [f"t{i}" for i in range(16)]
+    models = [f"m{i}" for i in range(5)]
+    rows = [(f"run-{m}", t, float(rng.integers(0, 100)) / 100, DAY1) for m in models for t in tasks]
+    runs = _runs([(f"run-{m}", m, "main", "ok") for m in models])
+    choices = pd.DataFrame({"task_name": tasks, "n_choices": rng.integers(0, 5, len(tasks))})
+    before = leaderboard_overall(leaderboard_tasks(runs, _results(rows)).table, choices)
+
+    # A new model evaluated on 6 of the 16 tasks, scoring above all on them.
+    partial = [("run-new", t, 1.0, DAY2) for t in tasks[:6]]
+    runs_after = pd.concat([runs, _runs([("run-new", "new", "main", "ok")])])
+    table = leaderboard_tasks(runs_after, _results(rows + partial)).table
+    after = leaderboard_overall(table, choices)
+
+    assert after.iloc[: len(before)].equals(before)
+    new = after.iloc[-1]
+    assert (new["model"], new["complete"], new["tasks_covered"]) == ("new", False, 6)
+    assert new["rank"] == len(models) + 1
+    assert new["mean_win_rate"] == 1.0  # it beats every complete model on its tasks
+
+
+def test_declared_task_set_from_suite_names_and_tasks() -> None:
+    suites = {"suite": Suite("suite", ("t1", "t2"), "macro")}
+    table = pd.DataFrame(
+        {"task_name": ["t1", "t2", "t3"], "model": "m", "revision": "main", "primary_score": 0.5}
+    )
+
+    assert declared_tasks(table) == ["t1", "t2", "t3"]
+    assert declared_tasks(table, ["suite", "t9"], suites) == ["t1", "t2", "t9"]
+
+    overall = leaderboard_overall(
+        table,
+        pd.DataFrame(columns=["task_name", "n_choices"]),
+        declared_tasks(table, ["suite"], suites),
+    )
+    assert overall[["complete", "tasks_covered", "tasks_declared"]].values.tolist() == [
+        [True, 2, 2]
+    ]
+    overall = leaderboard_overall(table, pd.DataFrame(columns=["task_name", "n_choices"]), ["t9"])
+    assert overall.empty  # nothing of the declared set was run
+
+
+def test_incomplete_aggregate_ranks_after_complete_ones() -> None:
+    suites = {"suite": Suite("suite", ("t1", "t2", "t3"), "macro")}
+    runs = _runs([("full", "a", "main", "ok"), ("part", "b", "main", "ok")])
+    results = _results(
+        [
+            ("full", "t1", 0.5, DAY1),
+            ("full", "t2", 0.5, DAY1),
+            ("full", "t3", 0.5, DAY1),
+            ("full", "suite", 0.5, DAY1),
+            ("part", "t1", 0.9, DAY1),
+            ("part", "suite", 0.9, DAY1),  # averages 1 of 3 members
+        ],
+        aggregate={"suite"},
+    )
+
+    table = leaderboard_benchmarks(runs, results, suites).table
+
+    assert table.columns.tolist() == BENCHMARK_COLUMNS
+    got = table[["model", "rank", "members_present", "members_expected", "complete"]]
+    assert got.values.tolist() == [["a", 1, 3, 3, True], ["b", 2, 1, 3, False]]
+
+
+def test_run_standings_say_who_superseded_whom_and_why_a_run_ranks_nowhere(tiny) -> None:
+    runs, results, choices = tiny
+    runs = runs.assign(status_reason=[None, None, None, "aggregate differs", None, "bad rows"])
+    late = _results([("r1c", "t1", 0.1, DAY3), ("r1c", "t2", 0.1, DAY3), ("r1c", "t3", 0.1, DAY3)])
+    results = pd.concat([results, late], ignore_index=True)
+    runs = pd.concat([runs, _runs([("r1c", "m1", "main", "ok")])], ignore_index=True)
+
+    boards = build_leaderboards(runs, results, choices)
+
+    standing = boards.runs.set_index("run_id")
+    assert boards.runs.columns.tolist() == RUNS_COLUMNS
+    assert standing.loc["r1c", "standing"] == "ranked"
+    # r1 keeps only its aggregate; r1b lost its one task to r1c.
+    assert standing.loc["r1", ["standing", "superseded_by"]].tolist() == [
+        "partly superseded",
+        "r1c",
+    ]
+    assert standing.loc["r1b", ["standing", "rows_ranked", "superseded_by"]].tolist() == [
+        "superseded",
+        0,
+        "r1c",
+    ]
+    assert "newest wins" in standing.loc["r1b", "reason"]
+    assert standing.loc["r2q", ["standing", "reason"]].tolist() == [
+        "left out",
+        "status quarantined: aggregate differs",
+    ]
+    assert set(boards.runs["standing"]) <= set(STANDINGS)
+    assert boards.runs_counted == 5
 
 
 def test_normalization_formula_and_chance_per_task() -> None:
@@ -188,16 +295,19 @@ def test_normalization_formula_and_chance_per_task() -> None:
     assert overall.loc["m2", "normalized_mean"] == pytest.approx(1.0)
 
 
-def test_no_common_task_gives_nan_means() -> None:
+def test_disjoint_entries_are_incomplete_with_own_means_and_no_win_rate() -> None:
     runs = _runs([("r1", "m1", "main", "ok"), ("r2", "m2", "main", "ok")])
     results = _results([("r1", "t1", 0.5, DAY1), ("r2", "t2", 0.6, DAY1)])
     table = leaderboard_tasks(runs, results).table
 
     overall = leaderboard_overall(table, pd.DataFrame(columns=["task_name", "n_choices"]))
 
-    assert overall[["mean_score", "mean_win_rate", "normalized_mean"]].isna().all().all()
+    assert overall["model"].tolist() == ["m2", "m1"]
+    assert overall["complete"].tolist() == [False, False]
+    np.testing.assert_allclose(overall["mean_score"], [0.6, 0.5])
+    assert overall["mean_win_rate"].isna().all()  # no opponent shares a task
     assert overall["tasks_covered"].tolist() == [1, 1]
-    assert overall["rank"].tolist() == [1, 1]
+    assert overall["rank"].tolist() == [1, 2]
 
 
 def test_overall_rank_breaks_win_rate_ties_by_mean_score_and_shares_full_ties() -> None:
@@ -221,7 +331,9 @@ def test_overall_rank_breaks_win_rate_ties_by_mean_score_and_shares_full_ties() 
     assert overall[["model", "rank"]].values.tolist() == [["a", 1], ["b", 2], ["c", 2]]
 
 
-def _brute_force_win_rates(table: pd.DataFrame) -> dict[tuple[str, str], float]:
+def _brute_force_win_rates(
+    table: pd.DataFrame, opponents: set[tuple[str, str]] | None = None
+) -> dict[tuple[str, str], float]:
     scores = {
         (row.model, row.revision, row.task_name): row.primary_score
         for row in table.itertuples(index=False)
@@ -235,7 +347,11 @@ def _brute_force_win_rates(table: pd.DataFrame) -> dict[tuple[str, str], float]:
             if (*entry, task) not in scores:
                 continue
             mine = scores[(*entry, task)]
-            others = [scores[(*o, task)] for o in entries if o != entry and (*o, task) in scores]
+            others = [
+                scores[(*o, task)]
+                for o in entries
+                if o != entry and (*o, task) in scores and (opponents is None or o in opponents)
+            ]
             if others:
                 wins = sum(1.0 if mine > s else 0.5 if mine == s else 0.0 for s in others)
                 rates.append(wins / len(others))
@@ -265,6 +381,25 @@ def test_vectorised_win_rate_matches_brute_force() -> None:
         else:
             assert got[entry] == pytest.approx(rate), entry
     assert np.isnan(got[("loner", "main")])
+
+
+def test_win_rate_against_complete_entries_matches_brute_force() -> None:
+    rng = np.random.default_rng(3)
+    complete = [(f"c{i}", "main") for i in range(5)]
+    partial = [(f"p{i}", "main") for i in range(6)]
+    rows = [
+        {"model": m, "revision": r, "task_name": f"t{t}", "primary_score": rng.integers(0, 5) / 4}
+        for (m, r), t in itertools.product(complete + partial, range(9))
+        if (m, r) in complete or rng.random() < 0.6
+    ]
+    table = pd.DataFrame(rows)
+
+    overall = leaderboard_overall(table, pd.DataFrame(columns=["task_name", "n_choices"]))
+
+    expected = _brute_force_win_rates(table, set(complete))
+    got = {(r.model, r.revision): r.mean_win_rate for r in overall.itertuples(index=False)}
+    assert got == pytest.approx(expected)
+    assert set(overall.loc[overall["complete"], "model"]) == {m for m, _ in complete}
 
 
 def test_scale_smoke_120k_rows() -> None:

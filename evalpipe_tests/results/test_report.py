@@ -17,10 +17,9 @@ import pytest
 
 from evalpipe.results.leaderboard import (
     OVERALL_COLUMNS,
+    RUNS_COLUMNS,
     TASK_COLUMNS,
-    leaderboard_benchmarks,
-    leaderboard_overall,
-    leaderboard_tasks,
+    build_leaderboards,
 )
 from evalpipe.results.report import render_report, write_report
 from evalpipe_tests.chromium import Page, chromium, require_chromium
@@ -64,11 +63,12 @@ def boards() -> dict[str, pd.DataFrame]:
         columns=["run_id", "task_name", "primary_score", "evaluated_at"],
     ).assign(primary_metric="acc_norm", num_instances=100)
     results["is_aggregate"] = results["task_name"] == "suite"
-    tasks = leaderboard_tasks(runs, results).table
+    built = build_leaderboards(runs, results, pd.DataFrame(columns=["task_name", "n_choices"]))
     return {
-        "overall": leaderboard_overall(tasks, pd.DataFrame(columns=["task_name", "n_choices"])),
-        "benchmarks": leaderboard_benchmarks(runs, results).table,
-        "tasks": tasks,
+        "overall": built.overall,
+        "benchmarks": built.benchmarks.table,
+        "tasks": built.tasks.table,
+        "runs": built.runs,
     }
 
 
@@ -129,12 +129,30 @@ def test_page_shows_sections_counts_generated_at_and_notes(page: Page) -> None:
     nav = page.evaluate("[...document.querySelectorAll('nav a')].map((a) => a.hash)")
     header = page.evaluate("document.querySelector('header').innerText")
 
-    assert headings == ["Overall", "Benchmarks", "Tasks", "Models"]
-    assert nav == ["#overall", "#benchmarks", "#tasks", "#models"]
+    assert headings == ["Overall", "Benchmarks", "Tasks", "Models", "Runs"]
+    assert nav == ["#overall", "#benchmarks", "#tasks", "#models", "#runs"]
     assert "2025-01-03 12:00:00+00:00" in header
-    # Runs on the boards: r1 (hellaswag, mmlu, suite), r1b, r2, r3, rh; rq was quarantined.
-    for count in ("5 runs", "4 models", "3 tasks", "1 benchmark", *NOTES):
+    # r1 lost arc to r1b (partly superseded); rq was quarantined (left out). The parts add
+    # up to the runs counted, and the Runs table lists the same runs.
+    for count in ("6 runs", "4 ranked", "1 partly superseded", "1 left out", "4 models"):
         assert count in header
+    for count in ("3 tasks", "1 benchmark", *NOTES):
+        assert count in header
+    assert sorted(column(page, "#runs table", "run_id")) == ["r1", "r1b", "r2", "r3", "rh", "rq"]
+
+
+def test_runs_table_says_what_superseded_a_run(page: Page) -> None:
+    run_ids = column(page, "#runs table", "run_id")
+    superseded_by = column(page, "#runs table", "superseded_by")
+    standing = column(page, "#runs table", "standing")
+
+    assert superseded_by[run_ids.index("r1")] == "r1b"
+    assert standing[run_ids.index("r1")] == "partly superseded"
+    assert standing[run_ids.index("rq")] == "left out"
+    heads = page.evaluate(
+        "[...document.querySelector('#runs table').tHead.rows[0].cells].map((th) => th.textContent)"
+    )
+    assert heads == RUNS_COLUMNS
 
 
 def test_overall_table_lists_the_best_model_first(
@@ -277,7 +295,7 @@ def test_empty_leaderboards_render_no_rows_messages() -> None:
         generated_at=GENERATED_AT,
     )
 
-    assert html.count("No rows.") == 4  # overall, benchmarks, task index, models
+    assert html.count("No rows.") == 5  # overall, benchmarks, task index, models, runs
     assert "<table" not in html and "<svg" not in html
     assert '<b id="count-runs">0</b> runs' in html
 

@@ -64,3 +64,30 @@ def test_verify_prints_a_summary_table_by_default_and_accepts_every_format(
 
     status, out = verify(capsys, store, BASE_ID, "--format", "markdown")
     assert status == 1 and "| problem | path |" in out and f"| missing | {GONE} |" in out
+
+
+def test_verify_in_a_log_prints_a_few_progress_lines_not_one_per_file(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    home, store = tmp_path / "home", tmp_path / "store"
+    for i in range(200):
+        (home / "lake" / "many").mkdir(parents=True, exist_ok=True)
+        (home / "lake" / "many" / f"file{i:03d}.txt").write_text(str(i))
+    take_snapshot(make_tree(home), store.as_uri(), now=NOW)
+
+    status = main(["snapshots", "--target", store.as_uri(), "verify"])
+
+    captured = capsys.readouterr()  # stderr is not a terminal here: a log
+    assert status == 0 and ": 206 files re-hashed" in captured.out
+    assert 0 < len(captured.err.splitlines()) <= 12, captured.err
+
+
+def test_restore_speaks_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    home, store = tmp_path / "home", tmp_path / "store"
+    take_snapshot(make_tree(home), store.as_uri(), now=NOW)
+    target = ["snapshots", "--target", store.as_uri()]
+
+    status = main([*target, "restore", BASE_ID, "--to", str(tmp_path / "out"), "--format", "json"])
+
+    answer = json.loads(capsys.readouterr().out)
+    assert status == 0 and answer["snapshot_id"] == BASE_ID and answer["files"] == 6

@@ -18,6 +18,7 @@ from evalpipe.defs.warehouse.conditions import REFRESH_ON_ANY_UPDATE
 from evalpipe.integrity.cross_run import CHECK_LEADERBOARD_RUNS, leaderboard_runs_healthy
 from evalpipe.results.leaderboard import build_leaderboards
 from evalpipe.results.report import render_report, write_report
+from evalpipe.results.suites import load_suites
 from evalpipe.storage.warehouse import read_runs_with_status
 
 GROUP = "leaderboards"
@@ -25,9 +26,13 @@ UPSTREAM = per_run_keys(["runs", "task_results", "task_choices", "run_status"])
 DESCRIPTIONS = {
     "leaderboard_tasks": "One row per (model, revision, task): the newest run's primary score, "
     "ranked within the task.",
-    "leaderboard_benchmarks": "The aggregate records (core_9mcqa, mmlu, ...) per model, ranked.",
-    "leaderboard_overall": "Per model: tasks covered, mean score over the tasks every model has, "
-    "HELM mean win rate, chance-normalized mean.",
+    "leaderboard_benchmarks": "The aggregate records (core_9mcqa, mmlu, ...) per model, ranked; "
+    "an aggregate missing members of its suite ranks after the complete ones.",
+    "leaderboard_overall": "Per model over the declared task set (EVALPIPE_BOARD_TASKS, default "
+    "every task on the board): complete or not, tasks covered, mean score, HELM mean win rate "
+    "against the complete models, chance-normalized mean. Incomplete models rank last.",
+    "leaderboard_runs": "Per run: ranked, partly superseded, superseded (the newest "
+    "evaluated_at of a model and task wins) and by which run, or left out and why.",
 }
 BOARDS = tuple(DESCRIPTIONS)
 RANKED_BOARDS = ("leaderboard_tasks", "leaderboard_benchmarks")
@@ -48,10 +53,13 @@ RANKED_BOARDS = ("leaderboard_tasks", "leaderboard_benchmarks")
 )
 def leaderboards(context: dg.AssetExecutionContext, evalpipe: EvalpipeHome):
     lake = evalpipe.lake
+    settings = evalpipe.settings()
     boards = build_leaderboards(
         read_runs_with_status(lake),
         lake.read_all("task_results").to_pandas(),
         lake.read_all("task_choices").to_pandas(),
+        suites=load_suites(settings.suites_file),
+        board_tasks=settings.board_tasks,
     )
     if not boards.runs_excluded.empty:
         context.log.info(f"{len(boards.runs_excluded)} runs left out (not 'ok')")
@@ -98,23 +106,18 @@ def leaderboard_integrity_checks(evalpipe: EvalpipeHome):
     kinds={"html"},
     deps=list(BOARDS) + downstream_keys(),
     automation_condition=REFRESH_ON_ANY_UPDATE,
-    description="reports/leaderboard.html: a self-contained page (no network) with the three "
-    "boards, sortable by any column, a chart per task, and links between them.",
+    description="reports/leaderboard.html: a self-contained page (no network) with the "
+    "boards and where each run stands, sortable by any column, a chart per task, and links between them.",
 )
 def leaderboard_report(evalpipe: EvalpipeHome) -> dg.MaterializeResult:
     lake = evalpipe.lake
     boards = {name: lake.read_derived(name).to_pandas() for name in DESCRIPTIONS}
-    runs = read_runs_with_status(lake)
-    excluded = runs.loc[runs["status"] != "ok"]
-    notes = [f"{len(runs) - len(excluded)} runs ranked"]
-    if len(excluded):
-        notes.append(f"{len(excluded)} runs left out: " + ", ".join(excluded["run_id"]))
     html = render_report(
         boards["leaderboard_overall"],
         boards["leaderboard_benchmarks"],
         boards["leaderboard_tasks"],
+        runs=boards["leaderboard_runs"],
         generated_at=datetime.now(timezone.utc),
-        notes=notes,
         sections=report_sections(lake),
     )
     path = write_report(evalpipe.home_path / "reports", html)

@@ -217,7 +217,7 @@ def _select_tasks(tasks: int) -> list[tuple[Suite, list[Task]]]:
     return groups
 
 
-def _plan_runs(runs: int, seed: int) -> list[RunPlan]:
+def _plan_runs(runs: int, seed: int, dump_suffix: str = "") -> list[RunPlan]:
     """Spread runs over two dumps and give each quirk a home.
 
     Run 0 is old-format (runs >= 3); run 1 sits one directory deeper and has duplicate lines;
@@ -227,7 +227,7 @@ def _plan_runs(runs: int, seed: int) -> list[RunPlan]:
     rng = random.Random(seed)
     plans = []
     for i in range(runs):
-        dump = DUMPS[0] if i < runs // 2 else DUMPS[1]
+        dump = (DUMPS[0] if i < runs // 2 else DUMPS[1]) + dump_suffix
         model, revision, max_length, skill = MODELS[i % len(MODELS)]
         if i >= len(MODELS):  # later checkpoints of the same models keep directories unique
             revision = f"step{10000 * (i // len(MODELS))}-tokens{42 * (i // len(MODELS))}B"
@@ -691,9 +691,16 @@ def _write_summaries(run_dir: Path, records: list[dict[str, Any]], model_config:
 
 
 def generate_dumps(
-    out: Path, runs: int = 4, tasks: int = 8, instances: int = 20, seed: int = 0
+    out: Path,
+    runs: int = 4,
+    tasks: int = 8,
+    instances: int = 20,
+    seed: int = 0,
+    dump_suffix: str = "",
 ) -> list[Path]:
-    """Write `runs` run directories under `out`; return them (sorted).
+    """Write `runs` run directories under `out`; return them (sorted). `dump_suffix` is
+    appended to the dump directory names (so to every run id): `python -m evalpipe.samples`
+    passes `-seed<N>` for seeds other than 0, so batches of different seeds can share a root.
 
     Same arguments give byte-identical files. Existing files of the same names are
     overwritten, so generate into an empty directory. Row-level quirks (null and non-ASCII
@@ -705,7 +712,8 @@ def generate_dumps(
         )
     groups = _select_tasks(tasks)
     out = Path(out)
-    return sorted(_write_run(out, run, groups, instances, seed) for run in _plan_runs(runs, seed))
+    plans = _plan_runs(runs, seed, dump_suffix)
+    return sorted(_write_run(out, run, groups, instances, seed) for run in plans)
 
 
 def run_dir_bytes(run_dir: Path) -> int:

@@ -387,7 +387,9 @@ def test_cli_writes_dumps_and_reports_them(tmp_path: Path) -> None:
     files = [p for p in out.rglob("*") if p.is_file()]
     size = sum(p.stat().st_size for p in files)
     assert f"wrote 2 run directories, {len(files)} files, {size} bytes" in result.stdout
-    api_dirs = generate_dumps(tmp_path / "api", runs=2, tasks=3, instances=5, seed=1)
+    api_dirs = generate_dumps(
+        tmp_path / "api", runs=2, tasks=3, instances=5, seed=1, dump_suffix="-seed1"
+    )
     assert _tree(out) == _tree(tmp_path / "api")
     assert len(api_dirs) == 2
     bad = subprocess.run(
@@ -398,3 +400,23 @@ def test_cli_writes_dumps_and_reports_them(tmp_path: Path) -> None:
         timeout=60,
     )
     assert bad.returncode == 2 and ">= 1" in bad.stderr
+
+
+def test_cli_gives_distinct_run_ids_for_distinct_seeds(tmp_path: Path) -> None:
+    """Two batches of different seeds in one root never share a run id (nor overwrite files)."""
+    out = tmp_path / "dumps"
+    printed = []
+    for seed in ("0", "1", "2"):
+        args = ["--out", str(out), "--runs", "2", "--tasks", "2", "--instances", "2"]
+        result = subprocess.run(
+            [sys.executable, "-m", "evalpipe.samples", *args, "--seed", seed],
+            cwd=PROJECT_ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        printed.append(set(result.stdout.splitlines()[:-1]))
+    assert all(len(ids) == 2 for ids in printed)
+    assert not (printed[0] & printed[1] or printed[0] & printed[2] or printed[1] & printed[2])
+    assert all(r.split("/")[0].endswith("-seed1") for r in printed[1])
