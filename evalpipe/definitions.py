@@ -10,7 +10,7 @@ from dagster_aws.s3 import S3Resource
 from dagster_duckdb import DuckDBResource
 
 from evalpipe.core.config import Settings, load_settings
-from evalpipe.defs.instance_storage import relax_sqlite_sync
+from evalpipe.defs.instance import relax_sqlite_sync
 from evalpipe.defs.leaderboards.assets import (
     leaderboard_integrity_checks,
     leaderboard_report,

@@ -1,11 +1,15 @@
 """The instance's dagster.yaml is written from the settings: SQLite by default, Postgres when
-DAGSTER_PG_URL is set, and never the URL (a password) itself."""
+DAGSTER_PG_URL is set, and never the URL (a password) itself. Its SQLite storage, in a process
+that loaded evalpipe's definitions, is WAL with `synchronous=NORMAL` (consistent through any
+crash, no fsync per event)."""
 
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import yaml
 
+import evalpipe.definitions  # noqa: F401 (loading the definitions tunes SQLite)
 from evalpipe.core.config import load_settings
 from evalpipe.defs.instance import write_instance_config
 
@@ -51,3 +55,12 @@ def test_switching_back_rewrites_and_an_unchanged_file_is_left_alone(tmp_path: P
 def test_a_pg_url_without_the_driver_is_refused_with_what_to_write(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"must start with postgresql\+psycopg2://"):
         settings_for(tmp_path, DAGSTER_PG_URL="postgresql://u:pw@h/db")
+
+
+def test_event_log_connections_use_normal_sync(tmp_path: Path) -> None:
+    with dg.instance_for_test(temp_dir=str(tmp_path)) as instance:
+        with instance.event_log_storage.index_connection() as conn:
+            assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        with instance.run_storage.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1
