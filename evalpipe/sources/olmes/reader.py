@@ -93,8 +93,13 @@ def walk_dumps(root: Path) -> tuple[list[Path], list[str]]:
 
 
 def run_id_for(root: Path, run_dir: Path) -> str:
-    """Stable, readable identity of a run: its path relative to the dumps root, `/`-separated."""
-    rel = run_dir.resolve().relative_to(root.resolve()).as_posix()
+    """Stable, readable identity of a run: its path relative to the dumps root, `/`-separated.
+    A path found by walking `root` (symlinked directories are not followed) is relative to it
+    as written; any other is compared after resolving both."""
+    if ".." not in run_dir.parts and run_dir.is_relative_to(root):
+        rel = run_dir.relative_to(root).as_posix()
+    else:
+        rel = run_dir.resolve().relative_to(root.resolve()).as_posix()
     if rel == ".":
         raise DumpFormatError(
             run_dir, None, "the dumps root itself is a run directory; point at its parent"
