@@ -7,13 +7,14 @@ aggregated across runs (leaderboards, the report page, snapshot stats).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
 import pyarrow as pa
 
 from evalpipe.integrity.outcome import CheckOutcome
-from evalpipe.storage.lake import Lake
+from evalpipe.storage.lake import Lake, StagedPartitions
 from evalpipe.storage.schemas import SCHEMAS
 
 OK = "ok"
@@ -114,3 +115,32 @@ def record_failed_attempt(lake: Lake, run_id: str, reason: str, fingerprint: str
     published = published_status(lake, run_id)
     if published is not None:
         lake.write("run_status", run_id, failed_attempt_table(published, reason, fingerprint))
+
+
+def commit_checked(
+    lake: Lake,
+    staged: StagedPartitions,
+    run_id: str,
+    checks: list[RunCheck],
+    fingerprint: str,
+    *,
+    checked_at: datetime | None = None,
+    before_publish: Callable[[], None] | None = None,
+) -> None:
+    """Commit a checked run, the same way for every source: its check results and status
+    always; its other staged tables only when the checks let it publish a new version (a
+    quarantined run keeps its published one). `before_publish` stages what only a published
+    version carries (OLMES's reconstructed artifacts)."""
+    published = published_status(lake, run_id)
+    checked_at = checked_at or datetime.now(timezone.utc)
+    staged.write("run_checks", checks_table(run_id, checks, checked_at))
+    staged.write(
+        "run_status",
+        status_table(run_id, checks, checked_at, fingerprint=fingerprint, published=published),
+    )
+    if publishes_new_version(checks, published):
+        if before_publish is not None:
+            before_publish()
+        staged.commit()
+    else:
+        staged.commit(["run_checks", "run_status"])

@@ -15,7 +15,9 @@ from typing import Any, Protocol
 
 from evalpipe.core.config import Settings
 from evalpipe.core.inventory import RootScan, RunInventory, RunScan
+from evalpipe.core.jsonl import DumpFormatError
 from evalpipe.results.status import RunCheck
+from evalpipe.storage.lake import Lake
 
 Progress = Callable[[str], None]
 
@@ -87,3 +89,22 @@ class Source(Protocol):
         does not stop the others. Taking many runs at once lets a source share fixed costs
         (a GX validation) across them."""
         ...
+
+
+def refuse_lost_files(lake: Lake, run_id: str, inventory: RunInventory) -> None:
+    """Files that vanished since the run's published version are an error, not an update:
+    re-ingesting without them would silently drop stored rows (deleting on purpose is the
+    retention and archive jobs' work). Every source calls this before it stages a run."""
+    record = lake.record(run_id)
+    if record is None or "run_files" not in record["tables"]:
+        return
+    before = lake.read("run_files", run_id).column("name").to_pylist()
+    lost = sorted(set(before) - {f.name for f in inventory.files})
+    if lost:
+        shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
+        raise DumpFormatError(
+            inventory.run_dir,
+            None,
+            f"{len(lost)} files disappeared since the last ingest ({shown}); the published "
+            "version is kept",
+        )

@@ -11,7 +11,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -19,15 +18,8 @@ import pandas as pd
 from evalpipe.core.config import Settings
 from evalpipe.core.inventory import RootScan, RunInventory, RunScan
 from evalpipe.core.jsonl import DumpFormatError
-from evalpipe.results.status import (
-    RunCheck,
-    checks_table,
-    failed_attempt_table,
-    publishes_new_version,
-    run_status,
-    status_table,
-)
-from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset
+from evalpipe.results.status import RunCheck, commit_checked, record_failed_attempt, run_status
+from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset, refuse_lost_files
 from evalpipe.sources.lmeval.checks import PER_RUN_CHECKS, RunToCheck, evaluate_runs
 from evalpipe.sources.lmeval.reader import (
     ASSET_PREFIX,
@@ -135,7 +127,7 @@ class LmevalSource:
                 try:
                     group.append(_stage(scan, root, lake, progress))
                 except Exception as exc:  # bad input fails this run alone
-                    _record_failure(lake, scan, exc)
+                    record_failed_attempt(lake, scan.run_id, str(exc), scan.inventory.fingerprint)
                     yield scan.run_id, exc
                     continue
                 if len(group) >= CHECK_GROUP_RUNS:
@@ -153,7 +145,7 @@ def _stage(scan: RunScan, root: Path, lake: Lake, progress: Progress) -> _Staged
     path = results_path(root, scan.run_id)
     inventory = scan_run(path, root)
     inventory.refuse_problems()
-    _refuse_lost_files(lake, scan.run_id, inventory)
+    refuse_lost_files(lake, scan.run_id, inventory)
     run = read_results(path, inventory)
     tables = build_run_tables(scan.run_id, run, inventory.fingerprint)
     staged = lake.stage(scan.run_id, RUN_TABLES)
@@ -195,21 +187,7 @@ def _check_and_commit(
     for staged, run_checks in zip(group, checks, strict=True):
         run_id = staged.scan.run_id
         try:
-            published = _published_status(lake, run_id)
-            checked_at = datetime.now(timezone.utc)
-            status = status_table(
-                run_id,
-                run_checks,
-                checked_at,
-                fingerprint=staged.inventory.fingerprint,
-                published=published,
-            )
-            staged.staged.write("run_checks", checks_table(run_id, run_checks, checked_at))
-            staged.staged.write("run_status", status)
-            if publishes_new_version(run_checks, published):
-                staged.staged.commit()
-            else:
-                staged.staged.commit(["run_checks", "run_status"])
+            commit_checked(lake, staged.staged, run_id, run_checks, staged.inventory.fingerprint)
         except Exception as exc:
             staged.staged.discard()
             yield run_id, exc
@@ -230,37 +208,6 @@ def _reader(staged: StagedPartitions):
         return frame
 
     return read
-
-
-def _refuse_lost_files(lake: Lake, run_id: str, inventory: RunInventory) -> None:
-    """Samples files that vanished since the published version are an error, not an update:
-    re-ingesting without them would silently drop the run's predictions."""
-    record = lake.record(run_id)
-    if record is None or "run_files" not in record["tables"]:
-        return
-    before = lake.read("run_files", run_id).column("name").to_pylist()
-    lost = sorted(set(before) - {f.name for f in inventory.files})
-    if lost:
-        raise DumpFormatError(
-            inventory.run_dir,
-            None,
-            f"{len(lost)} files disappeared since the last ingest ({', '.join(lost[:5])}); "
-            "the published version is kept",
-        )
-
-
-def _published_status(lake: Lake, run_id: str) -> dict | None:
-    record = lake.record(run_id)
-    if record is None or "run_status" not in record["tables"]:
-        return None
-    return lake.read("run_status", run_id).to_pylist()[0]
-
-
-def _record_failure(lake: Lake, scan: RunScan, exc: Exception) -> None:
-    published = _published_status(lake, scan.run_id)
-    if published is not None:
-        table = failed_attempt_table(published, str(exc), scan.inventory.fingerprint)
-        lake.write("run_status", scan.run_id, table)
 
 
 def _result(staged: _StagedRun, checks: list[RunCheck], lake: Lake, seconds: float) -> RunResult:

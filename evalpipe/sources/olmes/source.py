@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pandas as pd
@@ -25,17 +24,9 @@ from evalpipe.core.inventory import RootScan, RunInventory, RunScan
 from evalpipe.core.jsonl import DumpFormatError
 from evalpipe.core.memory import release_memory
 from evalpipe.integrity.gx_suites import prepare_in_background
-from evalpipe.results.status import (
-    RunCheck,
-    checks_table,
-    published_status,
-    publishes_new_version,
-    record_failed_attempt,
-    run_status,
-    status_table,
-)
+from evalpipe.results.status import RunCheck, commit_checked, record_failed_attempt, run_status
 from evalpipe.results.suites import load_suites
-from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset
+from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset, refuse_lost_files
 from evalpipe.sources.olmes.checks import (
     PER_RUN_CHECKS,
     RunToCheck,
@@ -273,22 +264,14 @@ def _check_and_commit(
     for run, run_checks in zip(group, checks, strict=True):
         run_id = run.scan.run_id
         try:
-            published = published_status(lake, run_id)
-            checked_at = datetime.now(timezone.utc)
-            status = status_table(
+            commit_checked(
+                lake,
+                run.staged,
                 run_id,
                 run_checks,
-                checked_at,
-                fingerprint=run.inventory.fingerprint,
-                published=published,
+                run.inventory.fingerprint,
+                before_publish=lambda run=run: run.staged.write_artifacts(run.artifacts),
             )
-            run.staged.write("run_checks", checks_table(run_id, run_checks, checked_at))
-            run.staged.write("run_status", status)
-            if publishes_new_version(run_checks, published):
-                run.staged.write_artifacts(run.artifacts)
-                run.staged.commit()
-            else:
-                run.staged.commit(["run_checks", "run_status"])
         except Exception as exc:
             run.staged.discard()
             yield run_id, exc
@@ -302,19 +285,11 @@ def _refuse_shrinking(
     """An emptied or shrunken run directory is an error, not an update: files that vanished,
     or a `metrics-all.jsonl` left with no records where the published version had some, would
     silently wipe stored results (deleting data is the retention and archive jobs' work)."""
+    refuse_lost_files(lake, run_id, inventory)
     record = lake.record(run_id)
     if record is None or "run_files" not in record["tables"]:
         return
     before = lake.read("run_files", run_id).column("name").to_pylist()
-    lost = sorted(set(before) - {f.name for f in inventory.files})
-    if lost:
-        shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
-        raise DumpFormatError(
-            inventory.run_dir,
-            None,
-            f"{len(lost)} files disappeared since the last ingest ({shown}); the published "
-            "version is kept",
-        )
     if METRICS_ALL in before and not any(r.source == "metrics-all" for r in records.records):
         had = pc.sum(pc.equal(lake.read("task_results", run_id)["source"], "metrics-all"))
         if had.as_py():

@@ -23,15 +23,8 @@ import pyarrow as pa
 from evalpipe.core.config import Settings
 from evalpipe.core.inventory import RootScan, RunInventory, RunScan
 from evalpipe.core.jsonl import DumpFormatError
-from evalpipe.results.status import (
-    checks_table,
-    published_status,
-    publishes_new_version,
-    record_failed_attempt,
-    run_status,
-    status_table,
-)
-from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset
+from evalpipe.results.status import commit_checked, record_failed_attempt, run_status
+from evalpipe.sources.base import CheckSpec, Progress, RunResult, TableAsset, refuse_lost_files
 from evalpipe.sources.vmeval.checks import PER_RUN_CHECKS, evaluate
 from evalpipe.sources.vmeval.layout import (
     QUESTIONS,
@@ -124,12 +117,11 @@ def _ingest_one(scan: RunScan, lake: Lake, progress: Progress) -> RunResult:
     files = inventory(data_root)
     files.refuse_problems()
     run_id = lake_run_id(dataset)
-    _refuse_lost_files(lake, run_id, files)
+    refuse_lost_files(lake, run_id, files)
     progress(f"{dataset}: validating {len(files.files)} files")
     data = read_data_root(data_root, dataset)
     tables = _with_archived_rows(lake, run_id, data_root, build_tables(data))
     checks = evaluate(tables, data.log.issues)
-    published = published_status(lake, run_id)
     now = datetime.now(timezone.utc)
     with lake.stage(run_id, RUN_TABLES) as staged:
         staged.write("run_files", _files_table(run_id, files))
@@ -138,15 +130,7 @@ def _ingest_one(scan: RunScan, lake: Lake, progress: Progress) -> RunResult:
         )
         for name, table in tables.items():
             staged.write(name, table)
-        staged.write("run_checks", checks_table(run_id, checks, now))
-        staged.write(
-            "run_status",
-            status_table(run_id, checks, now, fingerprint=files.fingerprint, published=published),
-        )
-        if publishes_new_version(checks, published):
-            staged.commit()
-        else:
-            staged.commit(["run_checks", "run_status"])
+        commit_checked(lake, staged, run_id, checks, files.fingerprint, checked_at=now)
     status, reason = run_status(checks)
     issues = data.log.issues
     warnings = [f"{dataset}: {i.path}: {i.code}: {i.message}" for i in data.log.warnings]
@@ -191,25 +175,6 @@ def _ingest_one(scan: RunScan, lake: Lake, progress: Progress) -> RunResult:
         warnings=warnings,
         seconds=time.perf_counter() - started,
     )
-
-
-def _refuse_lost_files(lake: Lake, run_id: str, files: RunInventory) -> None:
-    """A data root that lost files since its published version is an error, not an update:
-    deleted outputs or evaluations would silently drop stored rows (deleting on purpose is the
-    retention jobs' work)."""
-    record = lake.record(run_id)
-    if record is None or "run_files" not in record["tables"]:
-        return
-    before = lake.read("run_files", run_id).column("name").to_pylist()
-    lost = sorted(set(before) - {f.name for f in files.files})
-    if lost:
-        shown = ", ".join(lost[:5]) + (f" and {len(lost) - 5} more" if len(lost) > 5 else "")
-        raise DumpFormatError(
-            files.run_dir,
-            None,
-            f"{len(lost)} files disappeared since the last ingest ({shown}); the published "
-            "version is kept",
-        )
 
 
 ARCHIVED_ROWS = {"vm_outputs": "source_dir", "vm_evaluations": "source_file"}
