@@ -1,6 +1,7 @@
 """Read back what the `wandb` client recorded in offline mode, to test what would be uploaded.
 
-An offline run is `offline-run-<time>-<id>/run-<id>.wandb`: W&B's transaction log (a LevelDB-style
+An offline run is `offline-run-<time>-<id>/run-<id>.wandb` (with `-1`, `-2`, ... after the id when
+a resumed run starts within the same second as its earlier directory): W&B's transaction log (a LevelDB-style
 log of 32 KiB blocks, each record a 7-byte header of CRC, length and type, then data) of
 `wandb_internal_pb2.Record` messages, the very records `wandb sync` uploads. The client has no
 reader for it any more (and `wandb.Api()` cannot see offline runs), so this is one: it gives
@@ -10,6 +11,7 @@ the run's id, name, group, tags, config, summary, logged history rows and artifa
 from __future__ import annotations
 
 import json
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,6 +99,16 @@ def read_offline_run(directory: Path) -> OfflineRun:
         elif kind == "artifact":
             run.artifacts.append(record.artifact)
     return run
+
+
+def run_directories(wandb_dir: Path, wandb_id: str) -> list[Path]:
+    """The offline directories of one W&B run, in the order the client wrote them."""
+    name = re.compile(rf"offline-run-(\d{{8}}_\d{{6}})-{re.escape(wandb_id)}(?:-(\d+))?")
+    found = []
+    for path in (wandb_dir / "wandb").glob("offline-run-*"):
+        if match := name.fullmatch(path.name):
+            found.append(((match[1], int(match[2] or 0)), path))
+    return [path for _, path in sorted(found)]
 
 
 def offline_runs(wandb_dir: Path) -> dict[str, OfflineRun]:

@@ -21,7 +21,12 @@ from evalpipe.sources.olmes.samples import generate_dumps
 from evalpipe.storage.lake import Lake
 from evalpipe.storage.warehouse import read_runs_with_status
 from evalpipe_tests.lmeval_outputs import run_ids
-from evalpipe_tests.wandb_offline import OfflineRun, offline_runs, read_offline_run
+from evalpipe_tests.wandb_offline import (
+    OfflineRun,
+    offline_runs,
+    read_offline_run,
+    run_directories,
+)
 
 API_KEY = "evalpipetestkey" + "0123456789abcdef" * 2 + "9"
 """A made-up key of W&B's length: it must never be written anywhere."""
@@ -156,7 +161,7 @@ def test_olmes_runs_log_their_task_metrics(logged: Logged) -> None:
 
 
 def directories(wandb_dir: Path, run_id: str) -> list[Path]:
-    return sorted((wandb_dir / "wandb").glob(f"offline-run-*-{wandb_run_id(run_id)}"))
+    return run_directories(wandb_dir, wandb_run_id(run_id))
 
 
 def test_relogging_updates_the_same_wandb_run_and_quarantine_marks_it(
@@ -252,7 +257,7 @@ def test_eval_results_tables_hold_the_rows_lm_evals_own_logger_writes(logged: Lo
         check=True,
         timeout=180,
     )
-    [directory] = (logged.wandb_dir / "wandb").glob(f"offline-run-*-{reference_id}")
+    [directory] = run_directories(logged.wandb_dir, reference_id)
     reference = read_offline_run(directory)
     ours = offline_runs(logged.wandb_dir)[wandb_run_id(run_id)]
 
