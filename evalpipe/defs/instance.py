@@ -1,6 +1,8 @@
 """The Dagster instance's configuration, `$DAGSTER_HOME/dagster.yaml`, written from the settings.
 
-One person: run, event-log and schedule storage in SQLite under `$DAGSTER_HOME` (the default).
+One person: run, event-log and schedule storage in SQLite under `$DAGSTER_HOME` (Dagster's
+default files), the event log through `PooledSqliteEventLogStorage` (`defs/sqlite_event_log.py`:
+the same storage, keeping its connections open between events).
 A team: set `DAGSTER_PG_URL` (`postgresql+psycopg2://user:password@host:5432/db`) and the same file
 points all three storages at that Postgres database through dagster-postgres. The file names the
 variable, never its value, so no password is written to disk; the daemon, the webserver and the
@@ -24,6 +26,7 @@ not affected.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import sys
 from pathlib import Path
@@ -64,6 +67,16 @@ retention:
       success: -1
 """
 
+SQLITE = """
+# SQLite files under DAGSTER_HOME (Dagster's default layout); the event log keeps its connections
+# open between events (evalpipe/defs/sqlite_event_log.py).
+event_log_storage:
+  module: evalpipe.defs.sqlite_event_log
+  class: PooledSqliteEventLogStorage
+  config:
+    base_dir: {event_logs}
+"""
+
 POSTGRES = """
 # DAGSTER_PG_URL is set: runs, event logs and schedules live in that Postgres database.
 storage:
@@ -87,7 +100,14 @@ def relax_sqlite_sync() -> None:
 
 def instance_yaml(settings: Settings) -> str:
     """The configuration for these settings: SQLite storage, or Postgres with DAGSTER_PG_URL."""
-    return BASE + (POSTGRES if settings.dagster_pg_url else "")
+    if settings.dagster_pg_url:
+        return BASE + POSTGRES
+    return BASE + SQLITE.format(event_logs=json.dumps(str(event_logs_directory(settings))))
+
+
+def event_logs_directory(settings: Settings) -> Path:
+    """Where Dagster's SQLite storage keeps its event logs by default (`history/runs/`)."""
+    return settings.dagster_home / "history" / "runs"
 
 
 def write_instance_config(settings: Settings) -> Path:

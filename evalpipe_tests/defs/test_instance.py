@@ -24,6 +24,11 @@ def test_default_instance_uses_sqlite_under_dagster_home(tmp_path: Path) -> None
     config = yaml.safe_load(path.read_text())
     assert path == tmp_path / "dagster" / "dagster.yaml"
     assert "storage" not in config  # Dagster's default: SQLite files under DAGSTER_HOME
+    assert config["event_log_storage"] == {
+        "module": "evalpipe.defs.sqlite_event_log",
+        "class": "PooledSqliteEventLogStorage",
+        "config": {"base_dir": str(tmp_path / "dagster" / "history" / "runs")},
+    }
     assert config["concurrency"] == {
         "pools": {"default_limit": 1},
         "runs": {"max_concurrent_runs": 4},
@@ -39,6 +44,7 @@ def test_pg_url_selects_postgres_storage_by_reference_only(tmp_path: Path) -> No
         "postgres": {"postgres_url": {"env": "DAGSTER_PG_URL"}}
     }
     assert "s3cret" not in text
+    assert "event_log_storage" not in yaml.safe_load(text)
 
 
 def test_switching_back_rewrites_and_an_unchanged_file_is_left_alone(tmp_path: Path) -> None:
