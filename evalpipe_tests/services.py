@@ -149,12 +149,12 @@ def dagster_services(env: Mapping[str, str], logs: Path) -> Iterator[DagsterServ
             with suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGTERM)
         for process in processes.values():
-            try:
+            with suppress(subprocess.TimeoutExpired):
                 process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                with suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=10)
+            # Whatever is left of the group (a code server that outlived its parent) goes too.
+            with suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=10)
 
 
 def _wait_for_webserver(url: str, processes: dict, logs: Path) -> None:

@@ -7,12 +7,14 @@ checkpoints it. An ingest logs about thirty events per run directory, so on a ba
 runs this open-and-close was about a quarter of the `evalpipe ingest` command's time.
 
 `PooledSqliteEventLogStorage` keeps one engine per database file and lets SQLAlchemy's pool
-hold its connection open. Everything else is Dagster's: the same files, schema, queries,
-locking (one statement at a time per process, under Dagster's lock) and file watching for the
-UI's live logs. An open connection holds no transaction between statements, so other
-processes (the daemon, the webserver, another ingest) read and write as before, and SQLite's
-automatic checkpoints keep the WAL small. Engines are bounded (the index and the most recently
-used run files), and a forked child drops its parent's connections rather than share them.
+hold its connection open. The files, schema, queries and locking (one statement at a time per
+process, under Dagster's lock) are Dagster's. An open connection holds no transaction between
+statements, so other processes (the daemon, the webserver, another ingest) read and write as
+before, and SQLite's automatic checkpoints keep the WAL small. One thing had to change with it:
+commits now land in a run file's WAL and reach the file itself only at checkpoints, so the
+UI's live run logs poll for new events (Dagster's own watcher for Postgres) instead of waiting
+for the file to change. Engines are bounded (the index and the most recently used run files),
+and a forked child drops its parent's connections rather than share them.
 
 `defs/instance.py` names this class in `dagster.yaml` for SQLite; Postgres is untouched.
 """
@@ -25,6 +27,8 @@ from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+from dagster._core.event_api import EventHandlerFn
+from dagster._core.storage.event_log.polling_event_watcher import SqlPollingEventWatcher
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import (
     SQLITE_BUSY_TIMEOUT_SECONDS,
     SqliteEventLogStorage,
@@ -44,6 +48,7 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._engines_pid = os.getpid()
         self._tables_found: set[str] = set()
+        self._poller: SqlPollingEventWatcher | None = None
         super().__init__(base_dir, inst_data)  # a new index file is indexed through `_connect`
 
     @classmethod
@@ -95,11 +100,26 @@ class PooledSqliteEventLogStorage(SqliteEventLogStorage):
             self._tables_found.add(table_name)
         return table_name in self._tables_found
 
+    def watch(self, run_id: str, cursor: str | None, callback: EventHandlerFn) -> None:
+        """The UI's live run logs, through Dagster's polling watcher (as on Postgres): with the
+        writer's connection open, commits land in the run file's WAL, and a file-change
+        notification would arrive before the commit is readable."""
+        if self._poller is None:
+            self._poller = SqlPollingEventWatcher(self)
+        self._poller.watch_run(run_id, cursor, callback)
+
+    def end_watch(self, run_id: str, handler: EventHandlerFn) -> None:
+        if self._poller is not None:
+            self._poller.unwatch_run(run_id, handler)
+
     def wipe(self) -> None:
         """Close every file before Dagster deletes the run files."""
         self._close_engines()
         super().wipe()
 
     def dispose(self) -> None:
+        if self._poller is not None:
+            self._poller.close()
+            self._poller = None
         self._close_engines()
         super().dispose()

@@ -5,12 +5,15 @@ event; at most OPEN_FILES database files open at once; a forked child opens its 
 from __future__ import annotations
 
 import os
+import queue
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.events.log import EventLogEntry
 from dagster._core.storage.sqlite_storage import _event_logs_directory
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
@@ -128,3 +131,44 @@ def test_wipe_closes_the_files_it_deletes_and_the_storage_goes_on(
     assert instance.get_latest_materialization_event(dg.AssetKey("numbers")).run_id == (
         second.run_id
     )
+
+
+def test_a_second_reader_watching_a_run_sees_each_new_event_while_the_writer_stays_open(
+    instance: dg.DagsterInstance,
+) -> None:
+    """The webserver's live run logs: it watches the run's file while the run writes to it. The
+    writer's connection stays open, so commits land in the WAL (`<run>.db-wal`) and reach
+    `<run>.db` only at a checkpoint; the watcher wakes on either."""
+    run_id = dg.materialize([numbers], instance=instance).run_id
+    watcher = PooledSqliteEventLogStorage(instance.event_log_storage._base_dir)
+    seen: queue.Queue[str] = queue.Queue()
+    watcher.watch(run_id, None, lambda entry, _cursor: seen.put(entry.user_message))
+
+    def write(message: str) -> None:
+        entry = EventLogEntry(
+            error_info=None,
+            level="INFO",
+            user_message=message,
+            run_id=run_id,
+            timestamp=time.time(),
+        )
+        instance.event_log_storage.store_event(entry)
+
+    def delivered(message: str, within: float) -> bool:
+        deadline = time.monotonic() + within
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                if seen.get(timeout=left) == message:
+                    return True
+            except queue.Empty:
+                break
+        return False
+
+    try:
+        # The watch starts on a thread of its own: write until it is listening.
+        assert any(delivered(f"hello {i}", 0.5) for i in range(20) if write(f"hello {i}") is None)
+        for message in ("first", "second"):
+            write(message)
+            assert delivered(message, 10), f"{message!r} reached the watcher"
+    finally:
+        watcher.dispose()
