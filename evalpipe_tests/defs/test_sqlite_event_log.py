@@ -100,24 +100,52 @@ def test_at_most_open_files_databases_stay_open(instance: dg.DagsterInstance) ->
     assert all(instance.all_logs(run.run_id) for run in runs), "closed files still read"
 
 
-def test_a_forked_child_opens_its_own_connections(instance: dg.DagsterInstance) -> None:
+def test_a_forked_child_opens_its_own_connections(
+    instance: dg.DagsterInstance, connects: list[Path]
+) -> None:
     dg.materialize([numbers], instance=instance)
     key = dg.AssetKey("numbers")
+    connects.clear()
     pid = os.fork()
     if pid == 0:
         code = 1
         try:
             instance.report_runless_asset_event(dg.AssetMaterialization(key, description="child"))
-            code = 0
+            code = 0 if any(p.name == "index.db" for p in connects) else 3
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0
+    assert os.waitstatus_to_exitcode(status) == 0, "the child wrote over an index it opened"
 
     instance.report_runless_asset_event(dg.AssetMaterialization(key, description="parent"))
+    assert all(p.name != "index.db" for p in connects), "the parent kept its own index open"
     records = instance.fetch_materializations(key, limit=3).records
     descriptions = [r.asset_materialization.description for r in records]
     assert descriptions[:2] == ["parent", "child"]
+
+
+def test_a_file_wiped_by_another_process_is_reopened_not_written_blind(
+    instance: dg.DagsterInstance,
+) -> None:
+    """`dagster run wipe` elsewhere deletes the run files this process has open: its next
+    event goes to the new file, where every other process reads it."""
+    run_id = dg.materialize([numbers], instance=instance).run_id
+    base = instance.event_log_storage._base_dir
+    PooledSqliteEventLogStorage(base).wipe()  # as another process would
+
+    instance.event_log_storage.store_event(
+        EventLogEntry(
+            error_info=None,
+            level="INFO",
+            user_message="after",
+            run_id=run_id,
+            timestamp=time.time(),
+        )
+    )
+    fresh = PooledSqliteEventLogStorage(base)
+    assert [r.event_log_entry.user_message for r in fresh.get_records_for_run(run_id).records] == [
+        "after"
+    ]
 
 
 def test_wipe_closes_the_files_it_deletes_and_the_storage_goes_on(
