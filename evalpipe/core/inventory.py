@@ -131,3 +131,34 @@ def _refusal(entry: os.DirEntry, root: Path) -> str | None:
     if entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False):
         return None
     return f"{entry.name} is not a regular file (a FIFO, socket or device); refused unread"
+
+
+def walk_directories(
+    root: Path, root_kind: str, visit: Callable[[Path, list[os.DirEntry]], bool]
+) -> list[str]:
+    """Visit every directory below `root` (itself included), depth first, with its entries
+    sorted by name; `visit` returns True to not descend further. Hidden directories (a leading
+    `.`), symlinked directories and directories that cannot be listed are skipped and reported:
+    one of them never stops the others from being visited. Returns the report, sorted."""
+    if not root.is_dir():
+        raise DumpFormatError(root, None, f"{root_kind} is not a directory")
+    skipped: list[str] = []
+    stack = [root]
+    while stack:
+        current = stack.pop()
+        try:
+            entries = sorted(os.scandir(current), key=lambda e: e.name)
+        except OSError as exc:
+            skipped.append(f"{current}: cannot list directory ({exc.strerror or exc}); skipped")
+            continue
+        if visit(current, entries):
+            continue
+        for entry in entries:
+            if not entry.is_dir(follow_symlinks=False):
+                if entry.is_symlink() and entry.is_dir():
+                    skipped.append(f"{entry.path}: a symlinked directory; skipped (not followed)")
+            elif entry.name.startswith("."):
+                skipped.append(f"{entry.path}: hidden directory; skipped")
+            else:
+                stack.append(Path(entry.path))
+    return sorted(skipped)

@@ -20,7 +20,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from evalpipe.core.inventory import RootScan, RunInventory, RunScan, stat_files
+from evalpipe.core.inventory import (
+    RootScan,
+    RunInventory,
+    RunScan,
+    stat_files,
+    walk_directories,
+)
 from evalpipe.core.jsonl import DumpFormatError, DuplicateKeyError, loads_strict
 
 SOURCE_NAME = "lm-eval"
@@ -55,30 +61,15 @@ def run_file_names(results_name: str) -> Any:
 
 def walk_results(root: Path) -> tuple[list[Path], list[str]]:
     """Every results file below `root`, at any depth, sorted, and what was skipped and why
-    (hidden, symlinked or unlistable directories: reported, never followed)."""
-    if not root.is_dir():
-        raise DumpFormatError(root, None, "lm-eval root is not a directory")
+    (`walk_directories`)."""
     found: list[Path] = []
-    skipped: list[str] = []
-    stack = [root]
-    while stack:
-        current = stack.pop()
-        try:
-            entries = sorted(os.scandir(current), key=lambda e: e.name)
-        except OSError as exc:
-            skipped.append(f"{current}: cannot list directory ({exc.strerror or exc}); skipped")
-            continue
-        for entry in entries:
-            if entry.is_dir(follow_symlinks=False):
-                if entry.name.startswith("."):
-                    skipped.append(f"{entry.path}: hidden directory; skipped")
-                else:
-                    stack.append(Path(entry.path))
-            elif entry.is_symlink() and entry.is_dir():
-                skipped.append(f"{entry.path}: a symlinked directory; skipped (not followed)")
-            elif is_results_file(entry.name):
-                found.append(Path(entry.path))
-    return sorted(found), sorted(skipped)
+
+    def visit(_directory: Path, entries: list[os.DirEntry]) -> bool:
+        found.extend(Path(e.path) for e in entries if is_results_file(e.name) and not e.is_dir())
+        return False
+
+    skipped = walk_directories(root, "lm-eval root", visit)
+    return sorted(found), skipped
 
 
 def run_id_for(root: Path, results: Path) -> str:

@@ -17,7 +17,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from evalpipe.core.inventory import RootScan, RunInventory, RunScan, stat_files
+from evalpipe.core.inventory import (
+    RootScan,
+    RunInventory,
+    RunScan,
+    stat_files,
+    walk_directories,
+)
 from evalpipe.core.jsonl import (
     DumpFormatError,
     DuplicateKeyError,
@@ -59,37 +65,18 @@ def find_run_dirs(root: Path) -> list[Path]:
 
 
 def walk_dumps(root: Path) -> tuple[list[Path], list[str]]:
-    """Every run directory below `root`, at any depth, sorted, and what was skipped and why.
-
-    Run directories are flat, so the walk does not descend into one once found. Hidden
-    directories (a leading `.`), symlinked directories and directories that cannot be listed
-    are skipped and reported; one of them never stops the others from being found.
-    """
-    if not root.is_dir():
-        raise DumpFormatError(root, None, "dumps root is not a directory")
+    """Every run directory below `root`, at any depth, sorted, and what was skipped and why
+    (`walk_directories`). Run directories are flat, so the walk does not descend into one."""
     found: list[Path] = []
-    skipped: list[str] = []
-    stack = [root]
-    while stack:
-        current = stack.pop()
-        try:
-            entries = sorted(os.scandir(current), key=lambda e: e.name)
-        except OSError as exc:
-            skipped.append(f"{current}: cannot list directory ({exc.strerror or exc}); skipped")
-            continue
+
+    def visit(directory: Path, entries: list[os.DirEntry]) -> bool:
         if is_run_dir_listing([e.name for e in entries if not e.is_dir(follow_symlinks=False)]):
-            found.append(Path(current))
-            continue
-        for entry in entries:
-            if not entry.is_dir(follow_symlinks=False):
-                if entry.is_symlink() and entry.is_dir():
-                    skipped.append(f"{entry.path}: a symlinked directory; skipped (not followed)")
-                continue
-            if entry.name.startswith("."):
-                skipped.append(f"{entry.path}: hidden directory; skipped")
-                continue
-            stack.append(Path(entry.path))
-    return sorted(found), sorted(skipped)
+            found.append(directory)
+            return True
+        return False
+
+    skipped = walk_directories(root, "dumps root", visit)
+    return sorted(found), skipped
 
 
 def run_id_for(root: Path, run_dir: Path) -> str:

@@ -1,6 +1,7 @@
 """The lm-eval reader on real lm-eval output: runs found, figures as the JSON has them."""
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -102,3 +103,21 @@ def test_bad_input_names_file_and_line(pristine_lmeval: Path, tmp_path: Path) ->
     doubled.write_text(f"{first}\n{first}\n")
     with pytest.raises(DumpFormatError, match=r":2: doc_id 0 appears twice for filter 'none'"):
         list(iter_sample_docs(doubled))
+
+
+def test_results_in_hidden_or_symlinked_directories_are_skipped_and_reported(
+    pristine_lmeval: Path, tmp_path: Path
+) -> None:
+    root = tmp_path / "lmeval"
+    shutil.copytree(pristine_lmeval, root)
+    some_run = next(root.rglob("results_*.json"))
+    (root / ".trash").mkdir()
+    shutil.copy(some_run, root / ".trash" / some_run.name)
+    (root / "elsewhere").symlink_to(some_run.parent, target_is_directory=True)
+
+    found = scan_root(root)
+    assert [s.run_id for s in found.runs] == list(run_ids(pristine_lmeval).values())
+    assert found.skipped == [
+        f"{root / '.trash'}: hidden directory; skipped",
+        f"{root / 'elsewhere'}: a symlinked directory; skipped (not followed)",
+    ]
