@@ -18,7 +18,9 @@ a file deleted or replaced under an open connection (`dagster run wipe` in anoth
 reopened before the next statement, and a forked child drops its parent's connections rather
 than share them.
 
-`defs/instance.py` names this class in `dagster.yaml` for SQLite; Postgres is untouched.
+`defs/instance.py` names this class in `dagster.yaml` for SQLite; Postgres is untouched. It
+subclasses Dagster internals (`_connect`, `has_table`, the watcher), which is why Dagster is
+pinned exactly; `evalpipe_tests/defs/test_sqlite_event_log.py` fails if an upgrade moves them.
 """
 
 from __future__ import annotations
