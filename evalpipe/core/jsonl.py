@@ -71,6 +71,21 @@ def loads_strict(text: str) -> Any:
     return json.loads(text, object_pairs_hook=_unique_keys)
 
 
+def decode_document(path: Path, raw: bytes, *, utf8_error_line: int | None = None) -> Any:
+    """Parse a whole JSON file's bytes, turning every failure into a `DumpFormatError` (JSON
+    errors with the line JSON reports; bad UTF-8 with `utf8_error_line`)."""
+    try:
+        return loads_strict(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise DumpFormatError(path, utf8_error_line, f"invalid UTF-8 at byte {exc.start}") from exc
+    except DuplicateKeyError as exc:
+        raise DumpFormatError(path, None, f"duplicate key {exc.args[0]!r}; refused") from exc
+    except json.JSONDecodeError as exc:
+        raise DumpFormatError(
+            path, exc.lineno, f"malformed JSON at column {exc.colno}: {exc.msg}"
+        ) from exc
+
+
 def decode_line(path: Path, line_no: int, raw: bytes, *, last_unterminated: bool = False) -> Any:
     """Parse one JSONL line, turning every failure into a `DumpFormatError`."""
     try:

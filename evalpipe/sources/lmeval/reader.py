@@ -10,7 +10,6 @@ one run; its samples are the files of its directory with the same timestamp. See
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -27,7 +26,7 @@ from evalpipe.core.inventory import (
     stat_files,
     walk_directories,
 )
-from evalpipe.core.jsonl import DumpFormatError, DuplicateKeyError, loads_strict
+from evalpipe.core.jsonl import DumpFormatError, decode_document
 
 SOURCE_NAME = "lm-eval"
 """`runs.source` and `task_results.source` of this source's rows."""
@@ -227,16 +226,7 @@ def read_json_file(path: Path) -> Any:
         raw = path.read_bytes()
     except OSError as exc:
         raise DumpFormatError(path, None, f"cannot read: {exc.strerror or exc}") from exc
-    try:
-        return loads_strict(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DumpFormatError(path, None, f"invalid UTF-8 at byte {exc.start}") from exc
-    except DuplicateKeyError as exc:
-        raise DumpFormatError(path, None, f"duplicate key {exc.args[0]!r}; refused") from exc
-    except json.JSONDecodeError as exc:
-        raise DumpFormatError(
-            path, exc.lineno, f"malformed JSON at column {exc.colno}: {exc.msg}"
-        ) from exc
+    return decode_document(path, raw)
 
 
 def read_results(path: Path, inventory: RunInventory | None = None) -> LmevalRun:

@@ -26,10 +26,9 @@ from evalpipe.core.inventory import (
 )
 from evalpipe.core.jsonl import (
     DumpFormatError,
-    DuplicateKeyError,
     count_lines,
+    decode_document,
     iter_jsonl,
-    loads_strict,
 )
 
 SOURCE_NAME = "olmes"
@@ -277,7 +276,7 @@ def artifact_only_record(files: TaskFiles) -> TaskRecord:
     metrics_path = files.get("metrics.json")
     if metrics_path is not None:
         raw = _read_bytes(metrics_path)
-        value = _decode_whole(metrics_path, raw)
+        value = decode_document(metrics_path, raw, utf8_error_line=1)
         name = _require_task_name(metrics_path, None, value)
         return TaskRecord(name, value, raw, metrics_path, None, "artifacts", files.task_idx)
     predictions = files.get("predictions.jsonl")
@@ -297,19 +296,6 @@ def _read_bytes(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise DumpFormatError(path, None, f"cannot read: {exc.strerror or exc}") from exc
-
-
-def _decode_whole(path: Path, raw: bytes) -> Any:
-    try:
-        return loads_strict(raw.decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DumpFormatError(path, 1, f"invalid UTF-8 at byte {exc.start}") from exc
-    except DuplicateKeyError as exc:
-        raise DumpFormatError(path, None, f"duplicate key {exc.args[0]!r}; refused") from exc
-    except json.JSONDecodeError as exc:
-        raise DumpFormatError(
-            path, exc.lineno, f"malformed JSON at column {exc.colno}: {exc.msg}"
-        ) from exc
 
 
 @dataclass
